@@ -1,0 +1,5 @@
+"""`python -m syncbus` is the `syncbus` command."""
+
+from syncbus.cli import main
+
+main()

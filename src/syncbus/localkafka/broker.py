@@ -1,0 +1,390 @@
+"""A real single-node Apache Kafka (KRaft, broker and controller in one JVM) for a
+developer machine and CI.
+
+The jars come from Maven Central through ``mvn dependency:copy-dependencies`` on the
+``pom.xml`` beside this module, once, into a cache directory. A broker lives in one
+directory (``--dir``): ``server.properties``, ``data/``, ``logs/``, ``broker.pid`` and
+``broker.json`` (its ports). Restarting on the same directory keeps its data and its
+address, so clients reconnect to the same place.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import fcntl
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+KAFKA_VERSION = "4.1.1"
+MIN_JAVA = 17
+DEFAULT_PORT = 9092
+READY_TIMEOUT_S = 90.0
+STOP_TIMEOUT_S = 30.0
+
+
+class BrokerError(RuntimeError):
+    """A local broker could not be started or stopped; the message says how to fix it."""
+
+
+@dataclass(frozen=True)
+class BrokerInfo:
+    """What a running (or last run) broker in a directory looks like."""
+
+    dir: Path
+    port: int
+    controller_port: int
+    pid: int | None
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+
+# --------------------------------------------------------------------------- paths
+
+
+def _paths(dir: Path) -> dict[str, Path]:
+    return {
+        "props": dir / "server.properties",
+        "data": dir / "data",
+        "logs": dir / "logs",
+        "pid": dir / "broker.pid",
+        "info": dir / "broker.json",
+        "log": dir / "logs" / "server.log",
+        "stdout": dir / "logs" / "stdout.log",
+    }
+
+
+def recorded_address(dir: Path) -> str | None:
+    """The address of the broker last started in ``dir``, if it is running."""
+    info = status(dir)
+    return info.address if info and info.pid else None
+
+
+# --------------------------------------------------------------------------- prerequisites
+
+
+def check_java() -> str:
+    """The java executable, or a BrokerError naming the Debian package to install."""
+    java = shutil.which("java")
+    if java is None:
+        raise BrokerError(
+            f"no `java` on PATH: Kafka {KAFKA_VERSION} needs Java {MIN_JAVA} or newer. "
+            "Install it with: apt-get install openjdk-17-jre-headless"
+        )
+    out = subprocess.run([java, "-version"], capture_output=True, text=True).stderr
+    match = re.search(r'version "(\d+)(?:\.(\d+))?', out)
+    major = int(match.group(1)) if match else 0
+    if major == 1 and match and match.group(2):  # "1.8.0" style
+        major = int(match.group(2))
+    if major < MIN_JAVA:
+        raise BrokerError(
+            f"`{java}` is Java {major or 'of unknown version'}; Kafka {KAFKA_VERSION} needs "
+            f"Java {MIN_JAVA} or newer. Install it with: apt-get install openjdk-17-jre-headless "
+            "and put it first on PATH"
+        )
+    return java
+
+
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def ensure_jars(cache_dir: Path, echo: Callable[[str], None] = print) -> Path:
+    """The directory holding the Kafka jars, resolving them from Maven Central once."""
+    jars = cache_dir / f"kafka-{KAFKA_VERSION}"
+    done = jars / ".complete"
+    if done.exists():
+        return jars
+    with _locked(cache_dir / ".lock"):
+        if done.exists():
+            return jars
+        mvn = shutil.which("mvn")
+        if mvn is None:
+            raise BrokerError(
+                "no `mvn` on PATH: the Kafka jars come from Maven Central through Maven. "
+                "Install it with: apt-get install maven"
+            )
+        echo(f"resolving Apache Kafka {KAFKA_VERSION} from Maven Central into {jars} ...")
+        staging = cache_dir / f".staging-{os.getpid()}"
+        shutil.rmtree(staging, ignore_errors=True)
+        pom = resources.files("syncbus.localkafka").joinpath("pom.xml")
+        with resources.as_file(pom) as pom_path:
+            proc = subprocess.run(
+                [mvn, "-B", "-q", "-f", str(pom_path), "dependency:copy-dependencies",
+                 f"-DoutputDirectory={staging}", f"-Dkafka.version={KAFKA_VERSION}"],
+                capture_output=True, text=True,
+            )
+        if proc.returncode != 0:
+            shutil.rmtree(staging, ignore_errors=True)
+            tail = "\n".join((proc.stdout + proc.stderr).splitlines()[-20:])
+            raise BrokerError(
+                f"mvn could not resolve org.apache.kafka:kafka_2.13:{KAFKA_VERSION} "
+                f"(exit {proc.returncode}); check access to Maven Central:\n{tail}"
+            )
+        shutil.rmtree(jars, ignore_errors=True)
+        staging.rename(jars)
+        done.touch()
+    return jars
+
+
+# --------------------------------------------------------------------------- ports
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def port_in_use(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return True
+    return False
+
+
+# --------------------------------------------------------------------------- state
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    cmdline = Path(f"/proc/{pid}/cmdline")
+    if cmdline.exists():  # a recycled pid is not our broker
+        text = cmdline.read_bytes().replace(b"\0", b" ")
+        if b"kafka.Kafka" not in text:
+            return False
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        if stat.rsplit(")", 1)[1].split()[0] == "Z":
+            return False
+    return True
+
+
+def status(dir: Path) -> BrokerInfo | None:
+    """The broker recorded in ``dir`` (pid None when it is not running), or None."""
+    paths = _paths(dir)
+    if not paths["info"].exists():
+        return None
+    recorded = json.loads(paths["info"].read_text())
+    pid: int | None = None
+    if paths["pid"].exists():
+        candidate = int(paths["pid"].read_text().strip() or 0)
+        pid = candidate if candidate and _pid_alive(candidate) else None
+    return BrokerInfo(dir, int(recorded["port"]), int(recorded["controller_port"]), pid)
+
+
+def _server_properties(dir: Path, port: int, controller_port: int) -> str:
+    data = _paths(dir)["data"]
+    return f"""# written by `syncbus kafka start`; edits are replaced on the next start
+process.roles=broker,controller
+node.id=1
+controller.quorum.voters=1@127.0.0.1:{controller_port}
+listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}
+advertised.listeners=PLAINTEXT://127.0.0.1:{port}
+controller.listener.names=CONTROLLER
+inter.broker.listener.name=PLAINTEXT
+listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
+log.dirs={data}
+num.partitions=1
+auto.create.topics.enable=false
+offsets.topic.replication.factor=1
+offsets.topic.num.partitions=10
+transaction.state.log.replication.factor=1
+transaction.state.log.min.isr=1
+transaction.state.log.num.partitions=5
+share.coordinator.state.topic.replication.factor=1
+share.coordinator.state.topic.min.isr=1
+group.initial.rebalance.delay.ms=0
+log.retention.hours=168
+log.segment.bytes=67108864
+"""
+
+
+def _cluster_id() -> str:
+    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+
+
+def _java_cmd(java: str, jars: Path, dir: Path) -> list[str]:
+    log_config = resources.files("syncbus.localkafka").joinpath("log4j2.properties")
+    return [
+        java, "-Xms256m", "-Xmx1g", "-XX:+UseG1GC", "-Djava.awt.headless=true",
+        f"-Dlog4j2.configurationFile={log_config}",
+        f"-Dkafka.logs.dir={_paths(dir)['logs']}",
+        "-cp", f"{jars}/*",
+    ]
+
+
+def _format_storage(java: str, jars: Path, dir: Path) -> None:
+    paths = _paths(dir)
+    if (paths["data"] / "meta.properties").exists():
+        return
+    proc = subprocess.run(
+        [*_java_cmd(java, jars, dir), "kafka.tools.StorageTool", "format",
+         "-t", _cluster_id(), "-c", str(paths["props"])],
+        capture_output=True, text=True,
+    )
+    if proc.returncode != 0:
+        raise BrokerError(
+            f"formatting the storage in {paths['data']} failed (exit {proc.returncode}):\n"
+            + (proc.stdout + proc.stderr)[-2000:]
+        )
+
+
+def log_tail(dir: Path, lines: int = 30) -> str:
+    paths = _paths(dir)
+    chunks = []
+    for path in (paths["log"], paths["stdout"]):
+        if path.exists():
+            text = path.read_text(errors="replace").splitlines()[-lines:]
+            chunks.append(f"--- {path} (last {len(text)} lines)\n" + "\n".join(text))
+    return "\n".join(chunks) or f"(no log in {paths['logs']})"
+
+
+def _port_open(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def _wait_ready(address: str, proc: subprocess.Popen[bytes], dir: Path, timeout: float) -> None:
+    """Wait until the port accepts connections and a client can list topics."""
+    import logging
+
+    from confluent_kafka.admin import AdminClient
+
+    port = int(address.rsplit(":", 1)[1])
+    quiet = logging.getLogger("syncbus.localkafka.probe")
+    quiet.addHandler(logging.NullHandler())
+    quiet.propagate = False
+    deadline = time.monotonic() + timeout
+    admin = None
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:  # our child: its exit status, not /proc, tells
+            raise BrokerError(
+                f"the broker exited during start-up (exit {proc.returncode}):\n{log_tail(dir)}"
+            )
+        if not _port_open(port):
+            time.sleep(0.2)
+            continue
+        admin = admin or AdminClient(
+            {"bootstrap.servers": address, "logger": quiet}  # type: ignore[dict-item]
+        )
+        try:
+            admin.list_topics(timeout=2)
+            return
+        except Exception:
+            time.sleep(0.2)
+    raise BrokerError(
+        f"the broker at {address} did not answer within {timeout:.0f} s "
+        f"(it is still running as pid {proc.pid}; `syncbus kafka stop --dir {dir}` ends it):\n"
+        f"{log_tail(dir)}"
+    )
+
+
+# --------------------------------------------------------------------------- start / stop
+
+
+def start(
+    dir: Path,
+    port: int | None = None,
+    cache_dir: Path | None = None,
+    timeout: float = READY_TIMEOUT_S,
+    echo: Callable[[str], None] = print,
+) -> tuple[BrokerInfo, bool]:
+    """Start the broker of ``dir``; returns (its info, whether it was already running).
+
+    ``port`` None reuses the port this directory had before, else 9092; ``0`` picks a
+    free one. The controller listener always gets a port of its own.
+    """
+    from syncbus import settings
+
+    dir = dir.resolve()
+    paths = _paths(dir)
+    current = status(dir)
+    if current is not None and current.pid is not None:
+        return current, True
+    java = check_java()
+    jars = ensure_jars(Path(cache_dir or settings.get("kafka_cache")), echo)
+
+    if port is None:
+        port = current.port if current else DEFAULT_PORT
+    elif port == 0:
+        port = free_port()
+    if port_in_use(port):
+        raise BrokerError(
+            f"port {port} is in use on 127.0.0.1: stop what listens there, or choose "
+            "another with --port N (--port 0 picks a free one)"
+        )
+    controller_port = current.controller_port if current else free_port()
+    if controller_port == port or port_in_use(controller_port):
+        controller_port = free_port()
+
+    for key in ("data", "logs"):
+        paths[key].mkdir(parents=True, exist_ok=True)
+    paths["props"].write_text(_server_properties(dir, port, controller_port))
+    paths["info"].write_text(json.dumps({"port": port, "controller_port": controller_port}))
+    _format_storage(java, jars, dir)
+
+    with paths["stdout"].open("ab") as out:
+        proc = subprocess.Popen(
+            [*_java_cmd(java, jars, dir), "kafka.Kafka", str(paths["props"])],
+            stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            start_new_session=True, cwd=dir,
+        )
+    paths["pid"].write_text(str(proc.pid))
+    info = BrokerInfo(dir, port, controller_port, proc.pid)
+    _wait_ready(info.address, proc, dir, timeout)
+    return info, False
+
+
+def stop(dir: Path, timeout: float = STOP_TIMEOUT_S) -> bool:
+    """Stop the broker of ``dir``; returns False when none was running there."""
+    dir = dir.resolve()
+    info = status(dir)
+    if info is None or info.pid is None:
+        _paths(dir)["pid"].unlink(missing_ok=True)
+        return False
+    os.kill(info.pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and _pid_alive(info.pid):
+        time.sleep(0.1)
+    if _pid_alive(info.pid):
+        os.kill(info.pid, signal.SIGKILL)
+        while _pid_alive(info.pid):
+            time.sleep(0.05)
+    _reap(info.pid)
+    _paths(dir)["pid"].unlink(missing_ok=True)
+    return True
+
+
+def _reap(pid: int) -> None:
+    """Collect the exit status when the broker is our own child (the test fixture)."""
+    with contextlib.suppress(ChildProcessError, OSError):
+        os.waitpid(pid, os.WNOHANG)

@@ -1,0 +1,60 @@
+"""Every environment setting of syncbus, declared once: its variable, default and meaning.
+
+Commands and adapters read settings through :func:`get` so that a reader finds the
+name, the default and the documentation of each in this one table.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Setting:
+    env: str
+    default: str
+    doc: str
+
+
+def _user_dir(xdg_var: str, fallback: str, *parts: str) -> str:
+    base = os.environ.get(xdg_var) or str(Path.home() / fallback)
+    return str(Path(base, *parts))
+
+
+SETTINGS: dict[str, Setting] = {
+    "bootstrap": Setting(
+        "SYNCBUS_BOOTSTRAP",
+        "",
+        "Kafka bootstrap servers; empty means the local broker of `syncbus kafka start`.",
+    ),
+    "kafka_dir": Setting(
+        "SYNCBUS_KAFKA_DIR",
+        _user_dir("XDG_STATE_HOME", ".local/state", "syncbus", "kafka"),
+        "Data, logs and pid file of the local broker.",
+    ),
+    "kafka_cache": Setting(
+        "SYNCBUS_KAFKA_CACHE",
+        _user_dir("XDG_CACHE_HOME", ".cache", "syncbus", "kafka"),
+        "Where the Apache Kafka jars from Maven Central are cached.",
+    ),
+    "streams": Setting("SYNCBUS_STREAMS", "streams", "The bus definition (YAML)."),
+    "schemas": Setting("SYNCBUS_SCHEMAS", "schemas", "The Avro schemas (.avsc)."),
+}
+
+
+def get(name: str) -> str:
+    """The value of setting ``name``: its environment variable if set, else its default."""
+    setting = SETTINGS[name]
+    return os.environ.get(setting.env) or setting.default
+
+
+def default_bootstrap() -> str:
+    """SYNCBUS_BOOTSTRAP, else the address of the local broker, else 127.0.0.1:9092."""
+    explicit = get("bootstrap")
+    if explicit:
+        return explicit
+    from syncbus.localkafka.broker import recorded_address
+
+    return recorded_address(Path(get("kafka_dir"))) or "127.0.0.1:9092"

@@ -1,0 +1,86 @@
+"""Topic and header names: the one place every adapter takes them from.
+
+Header values are UTF-8 bytes (``encode_header``); numbers and timestamps
+(micros since the epoch, UTC) are written in decimal so the router can route on
+headers without decoding the Avro body.
+
+API:
+    raw_topic(resource_id) -> "raw.<resource>"
+    share_topic(subscriber_id, resource_id) -> "share.<subscriber>.<resource>"
+    parse_share_topic(topic) -> (subscriber_id, resource_id)
+    DLQ_TOPIC, AUDIT_TOPIC, POLICY_TOPIC, SCHEMAS_TOPIC
+    H_* header names; encode_header(value) -> bytes; decode_header(raw) -> str
+"""
+
+from __future__ import annotations
+
+RAW_PREFIX = "raw."
+SHARE_PREFIX = "share."
+
+DLQ_TOPIC = "syncbus.dlq"
+AUDIT_TOPIC = "syncbus.audit"
+POLICY_TOPIC = "syncbus.policy"
+SCHEMAS_TOPIC = "syncbus.schemas"
+
+H_EVENT_ID = "syncbus-event-id"
+H_SOURCE = "syncbus-source"
+H_RESOURCE = "syncbus-resource"
+H_REGION = "syncbus-region"
+H_OLD_REGION = "syncbus-old-region"
+H_SEQUENCE = "syncbus-sequence"
+H_OP = "syncbus-op"
+H_OCCURRED_AT = "syncbus-occurred-at"
+H_PUBLISHED_AT = "syncbus-published-at"
+H_FINGERPRINT = "syncbus-fingerprint"
+
+# dead-letter headers: where the bad message came from and why it was refused
+H_DLQ_TOPIC = "syncbus-dlq-topic"
+H_DLQ_PARTITION = "syncbus-dlq-partition"
+H_DLQ_OFFSET = "syncbus-dlq-offset"
+H_DLQ_ERROR = "syncbus-dlq-error"
+H_DLQ_MESSAGE = "syncbus-dlq-message"
+
+
+def raw_topic(resource_id: str) -> str:
+    """The topic the owner publishes a resource to."""
+    return f"{RAW_PREFIX}{resource_id}"
+
+
+def share_topic(subscriber_id: str, resource_id: str) -> str:
+    """The topic holding exactly what one subscriber may see of one resource."""
+    return f"{SHARE_PREFIX}{subscriber_id}.{resource_id}"
+
+
+def parse_share_topic(topic: str, resource_ids: frozenset[str] | None = None) -> tuple[str, str]:
+    """Split a share topic into (subscriber, resource).
+
+    Ids contain dots, so the split is ambiguous in general; resource ids are two
+    dotted words (``population.resident``), which decides it, unless
+    ``resource_ids`` is given, which is then matched as a suffix.
+    """
+    if not topic.startswith(SHARE_PREFIX):
+        raise ValueError(f"not a share topic: {topic!r}")
+    rest = topic[len(SHARE_PREFIX) :]
+    if resource_ids is not None:
+        for resource in resource_ids:
+            if rest.endswith("." + resource):
+                return rest[: -len(resource) - 1], resource
+        raise ValueError(f"no known resource in share topic {topic!r}")
+    parts = rest.split(".")
+    if len(parts) < 3:
+        raise ValueError(f"not a share topic: {topic!r}")
+    return ".".join(parts[:-2]), ".".join(parts[-2:])
+
+
+def encode_header(value: str | int | bytes) -> bytes:
+    """Header value as UTF-8 bytes; ints in decimal."""
+    if isinstance(value, bytes):
+        return value
+    return str(value).encode("utf-8")
+
+
+def decode_header(raw: bytes | str | None) -> str | None:
+    """Header value back to str (``None`` stays ``None``)."""
+    if raw is None or isinstance(raw, str):
+        return raw
+    return raw.decode("utf-8")

@@ -53,6 +53,19 @@ def kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalKafka]:
         broker.stop(directory)
 
 
+@pytest.fixture(scope="module")
+def bus_kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalKafka]:
+    """A broker of the test module's own, for tests that use the bus's fixed topic
+    names (``raw.population.resident``, ``share.city.nanjing...``) and must not see
+    another module's events."""
+    directory = tmp_path_factory.mktemp("bus-kafka")
+    info, _ = broker.start(directory, 0, Path(settings.get("kafka_cache")))
+    try:
+        yield LocalKafka(directory, info.address)
+    finally:
+        broker.stop(directory)
+
+
 @pytest.fixture
 def create_topic(kafka: LocalKafka) -> Callable[..., str]:
     """Create a fresh uuid-named topic and return its name."""

@@ -1,0 +1,58 @@
+"""Every metric of the Publisher SDK, declared once.
+
+The registry is passed in so that a host application, a test or a benchmark each
+get their own; ``None`` means the process-wide default registry.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
+
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+
+
+class PublisherMetrics:
+    """Counters by resource; latency from acceptance (spooled) to the broker's ack."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        reg = REGISTRY if registry is None else registry
+        self.published = Counter(
+            "syncbus_publisher_published_total",
+            "Events the broker acknowledged (removed from the spool).",
+            ["resource"], registry=reg,
+        )
+        self.rejected = Counter(
+            "syncbus_publisher_rejected_total",
+            "Changes refused before spooling (validation, ownership, unknown resource).",
+            ["resource"], registry=reg,
+        )
+        self.failed = Counter(
+            "syncbus_publisher_failed_total",
+            "Failed delivery reports; the event stays spooled and is sent again.",
+            ["error"], registry=reg,
+        )
+        self.spooled = Counter(
+            "syncbus_publisher_spooled_total",
+            "Events accepted into the durable spool.",
+            ["resource"], registry=reg,
+        )
+        self.spool_full = Counter(
+            "syncbus_publisher_spool_full_total",
+            "Batches refused because the spool held its bound of undelivered events.",
+            registry=reg,
+        )
+        self.heartbeats = Counter(
+            "syncbus_publisher_heartbeats_total",
+            "HEARTBEAT events published.",
+            ["resource"], registry=reg,
+        )
+        self.spool_depth = Gauge(
+            "syncbus_publisher_spool_depth",
+            "Events accepted and not yet acknowledged by the broker.",
+            registry=reg,
+        )
+        self.latency = Histogram(
+            "syncbus_publisher_publish_latency_seconds",
+            "From acceptance into the spool to the broker's acknowledgement.",
+            buckets=LATENCY_BUCKETS, registry=reg,
+        )

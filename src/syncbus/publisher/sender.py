@@ -1,0 +1,238 @@
+"""Moving spooled events to Kafka in acceptance order, and forgetting them on ack.
+
+One background thread (the pump) serves librdkafka's delivery reports with
+``poll``, deletes acknowledged events from the spool in batches, and feeds the
+producer from the spool whenever there is a backlog: after a restart, after a
+failed delivery, or when more events are in flight than the window allows. A
+fresh batch goes straight from ``publish`` to librdkafka only when nothing older
+is waiting, so the send order is always the acceptance (spool id) order, and per
+partition librdkafka's idempotent producer keeps that order through retries.
+
+``message.timeout.ms=0``: librdkafka retries a message until the broker takes
+it, however long the broker is away; the spool bound, not a timeout, is what
+finally pushes back on the caller. A failed delivery report (a permanent error
+such as a refused ACL) leaves the event spooled; once everything in flight has
+reported, sending rewinds to the oldest failed event after ``retry_backoff``.
+A fatal idempotence error replaces the producer and resends the whole spool;
+resends carry the event ids of the first send, so readers can drop duplicates.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from functools import partial
+from typing import Any
+
+from confluent_kafka import KafkaError, Message, Producer
+
+from syncbus.connection import Connection
+from syncbus.core.topics import raw_topic
+from syncbus.publisher.changes import make_headers
+from syncbus.publisher.metrics import PublisherMetrics
+from syncbus.publisher.spool import Spool
+
+log = logging.getLogger("syncbus.publisher")
+
+FEED_BATCH = 5000
+
+
+def producer_config(connection: Connection, window: int, **overrides: Any) -> dict[str, Any]:
+    """The librdkafka settings the delivery guarantee depends on (see the module doc)."""
+    return connection.confluent(**{
+        "enable.idempotence": True,
+        "acks": "all",
+        "max.in.flight.requests.per.connection": 5,
+        "message.timeout.ms": 0,
+        "linger.ms": 5,
+        "queue.buffering.max.messages": window + FEED_BATCH,
+        **overrides,
+    })
+
+
+class Sender:
+    """Owns the producer and the pump thread; thread-safe ``offer`` for fresh batches."""
+
+    def __init__(
+        self,
+        spool: Spool,
+        connection: Connection,
+        source: str,
+        metrics: PublisherMetrics,
+        window: int = 100_000,
+        retry_backoff: float = 1.0,
+        on_tick: Callable[[], None] | None = None,
+        config: dict[str, Any] | None = None,
+    ) -> None:
+        self._spool = spool
+        self._source = source.encode()
+        self._metrics = metrics
+        self._window = window
+        self._backoff = retry_backoff
+        self._on_tick = on_tick
+        self._config = {
+            **producer_config(connection, window, **(config or {})),
+            "error_cb": self._on_error,
+            "logger": logging.getLogger("syncbus.publisher.librdkafka"),
+        }
+        self._producer = Producer(self._config)
+        self._generation = 0
+        self._fatal = False
+        self._lock = threading.Lock()  # guards _sent_upto, _inflight, producing
+        self._sent_upto = 0  # every spool id <= this has been handed to librdkafka
+        self._inflight = 0
+        self._acked: list[tuple[int, float, str]] = []  # appended by delivery reports
+        self._failed: list[tuple[int, str]] = []
+        self._rewind_to: int | None = None
+        self._rewind_at = 0.0
+        self._settled = threading.Condition()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="syncbus-publisher", daemon=True)
+        self._thread.start()
+
+    # ---------------------------------------------------------------- hot path
+
+    def offer(self, first_id: int, resource: str, rows: list[tuple[bytes, bytes, str]],
+              accepted_at: float) -> None:
+        """Send a just-spooled batch now if nothing older waits and the window has room."""
+        with self._lock:
+            if (
+                self._sent_upto != first_id - 1
+                or self._rewind_to is not None
+                or self._inflight + len(rows) > self._window
+            ):
+                return  # the pump sends it, in order, from the spool
+            topic, res = raw_topic(resource), resource.encode()
+            produce, report, gen = self._producer.produce, self._report, self._generation
+            source = self._source
+            sent = first_id - 1
+            try:
+                for key, value, meta in rows:
+                    produce(topic, value, key, headers=make_headers(source, res, value, meta),
+                            on_delivery=partial(report, gen, sent + 1, accepted_at, resource))
+                    sent += 1
+            except BufferError:
+                pass  # librdkafka's queue is full: the pump sends the rest
+            self._inflight += sent - (first_id - 1)
+            self._sent_upto = sent
+
+    def _report(self, generation: int, spool_id: int, accepted_at: float, resource: str,
+                err: KafkaError | None, msg: Message) -> None:
+        if generation != self._generation:
+            return  # a report from a producer we replaced; its events are resent
+        if err is None:
+            self._acked.append((spool_id, accepted_at, resource))
+        else:
+            self._failed.append((spool_id, err.name()))
+
+    def _on_error(self, err: KafkaError) -> None:
+        if err.fatal():
+            log.error("fatal producer error, replacing the producer: %s", err)
+            self._fatal = True
+        else:
+            log.debug("producer error (librdkafka retries): %s", err)
+
+    # ---------------------------------------------------------------- the pump
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            backlog = self._sent_upto < self._spool.last_id
+            self._producer.poll(0 if backlog else 0.05)
+            self._settle()
+            if self._fatal:
+                self._replace_producer()
+            self._feed()
+            if self._on_tick is not None:
+                self._on_tick()
+
+    def _settle(self) -> None:
+        acked, self._acked = self._acked, []
+        failed, self._failed = self._failed, []
+        if not acked and not failed:
+            return
+        if acked:
+            self._spool.remove(spool_id for spool_id, _, _ in acked)
+            now = time.time()
+            observe = self._metrics.latency.observe
+            for _, accepted_at, _ in acked:
+                observe(now - accepted_at)
+            for resource, n in Counter(resource for _, _, resource in acked).items():
+                self._metrics.published.labels(resource).inc(n)
+        with self._lock:
+            self._inflight -= len(acked) + len(failed)
+            if failed:
+                oldest = min(spool_id for spool_id, _ in failed)
+                self._rewind_to = min(oldest, self._rewind_to or oldest)
+                self._rewind_at = time.monotonic() + self._backoff
+                for _, name in failed:
+                    self._metrics.failed.labels(name).inc()
+                log.warning("%d deliveries failed (%s); they stay spooled and are resent",
+                            len(failed), failed[0][1])
+        self._metrics.spool_depth.set(self._spool.depth)
+        with self._settled:
+            self._settled.notify_all()
+
+    def _feed(self) -> None:
+        with self._lock:
+            if self._rewind_to is not None:
+                if self._inflight > 0 or time.monotonic() < self._rewind_at:
+                    return
+                self._sent_upto = min(self._sent_upto, self._rewind_to - 1)
+                self._rewind_to = None
+            room = self._window - self._inflight
+            if room <= 0 or self._sent_upto >= self._spool.last_id:
+                return
+            limit = min(room, FEED_BATCH)
+            upto = self._spool.last_id  # read first: rows up to it are all in the query
+            rows = self._spool.pending(self._sent_upto, limit)
+            gen, report = self._generation, self._report
+            for row in rows:
+                try:
+                    self._producer.produce(
+                        raw_topic(row.resource), row.value, row.key,
+                        headers=make_headers(self._source, row.resource.encode(), row.value,
+                                             row.meta),
+                        on_delivery=partial(report, gen, row.id, row.accepted_at, row.resource),
+                    )
+                except BufferError:
+                    break
+                self._inflight += 1
+                self._sent_upto = row.id
+            else:
+                if len(rows) < limit:  # ids up to ``upto`` not returned were acked already
+                    self._sent_upto = max(self._sent_upto, upto)
+
+    def _replace_producer(self) -> None:
+        with self._lock:
+            self._generation += 1
+            old, self._producer = self._producer, Producer(self._config)
+            old.purge()
+            self._fatal = False
+            self._inflight = 0
+            self._sent_upto = 0
+            self._rewind_to = None
+
+    # ---------------------------------------------------------------- lifecycle
+
+    def wait(self, timeout: float) -> int:
+        """Block until the spool is empty or ``timeout`` passes; the events left."""
+        deadline = time.monotonic() + timeout
+        with self._settled:
+            while self._spool.depth > 0:
+                left = deadline - time.monotonic()
+                if left <= 0 or not self._thread.is_alive():
+                    break
+                self._settled.wait(min(left, 0.1))
+        return self._spool.depth
+
+    def close(self) -> None:
+        """Stop the pump; whatever is unacknowledged stays spooled for the next run."""
+        self._stop.set()
+        self._thread.join()
+        self._producer.poll(0)
+        self._settle()
+        self._producer.purge()
+        self._producer.poll(0)

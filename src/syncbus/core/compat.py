@@ -9,6 +9,7 @@ message says ``field phone`` rather than a JSON pointer.
 API:
     compatibility_problems(old, new, file) -> list[Problem]
     check_evolution(repo) -> list[Problem]
+    incompatibilities(reader, writer) -> [(field path, message)]; empty when readable
 """
 
 from __future__ import annotations
@@ -43,7 +44,9 @@ def _field_path(schema: Mapping[str, Any], location: str) -> str:
     return ".".join(names)
 
 
-def _direction(reader: Mapping[str, Any], writer: Mapping[str, Any]) -> list[tuple[str, str]]:
+def incompatibilities(
+    reader: Mapping[str, Any], writer: Mapping[str, Any]
+) -> list[tuple[str, str]]:
     """Incompatibilities reading ``writer`` data with ``reader``: (field path, message)."""
     import avro.schema
     from avro.compatibility import ReaderWriterCompatibilityChecker, SchemaCompatibilityType
@@ -73,7 +76,7 @@ def compatibility_problems(
         ("new version cannot read data of the previous one", new, old),
         ("previous version cannot read data of the new one", old, new),
     ):
-        for path, message in _direction(reader, writer):
+        for path, message in incompatibilities(reader, writer):
             where = f"field {path}" if path else entry
             problems.append(Problem(file, where, f"{label}: {message}"))
     return problems

@@ -1,0 +1,174 @@
+"""Avro single-object encoding: ``C3 01``, the writer's 8-byte fingerprint, the body.
+
+The fingerprint is the CRC-64-AVRO of the schema's Parsing Canonical Form, in
+the little-endian byte order the Avro specification gives for single-object
+encoding, so any Avro implementation can find the writer schema without a
+registry server. A ``Codec`` holds the schemas it has seen by fingerprint; the
+router decodes every event once, so parsed schemas and writer/reader pairs are
+cached and decoding is one ``schemaless_reader`` call on a BytesIO.
+
+Decoded types (fastavro's): ``date`` -> ``datetime.date``, ``timestamp-micros``
+-> aware UTC ``datetime``, ``decimal`` -> ``decimal.Decimal``, ``uuid`` -> str
+(written as string), enums -> str. Encoding accepts the same types, and int
+micros for timestamps.
+
+API:
+    MAGIC = b"\\xc3\\x01"; fingerprint(schema) -> bytes (8)
+    Codec(): register(schema) -> fp; writer_schema(fp) -> dict | None; known(fp) -> bool
+             encode(fp, record) -> bytes; encode_many(fp, records) -> list[bytes]
+             decode(data, reader_fp=None) -> (record, writer_fp)
+    peek_fingerprint(data) -> bytes
+    DecodeError > NotSingleObjectEncoded, UnknownFingerprint(fp_hex), IncompatibleWriter,
+                  CorruptBody; EncodeError (record does not fit the schema)
+"""
+
+from __future__ import annotations
+
+import copy
+import io
+import json
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from fastavro import parse_schema, schemaless_reader, schemaless_writer
+from fastavro.schema import fingerprint as _fastavro_fingerprint
+from fastavro.schema import to_parsing_canonical_form
+
+from syncbus.core.compat import incompatibilities
+
+MAGIC = b"\xc3\x01"
+HEADER_LEN = len(MAGIC) + 8
+
+Record = dict[str, Any]
+
+
+class DecodeError(ValueError):
+    """Bytes that cannot be turned into a record; the DLQ names this class."""
+
+
+class NotSingleObjectEncoded(DecodeError):
+    """The bytes do not start with ``C3 01`` and a fingerprint."""
+
+
+class UnknownFingerprint(DecodeError):
+    """No schema with this fingerprint is registered."""
+
+    def __init__(self, fp: bytes) -> None:
+        self.fingerprint = fp
+        self.fp_hex = fp.hex()
+        super().__init__(f"unknown writer schema fingerprint {self.fp_hex}")
+
+
+class IncompatibleWriter(DecodeError):
+    """The writer schema cannot be resolved against the reader schema."""
+
+
+class CorruptBody(DecodeError):
+    """The body does not decode with its writer schema (truncated, garbage)."""
+
+
+class EncodeError(ValueError):
+    """The record does not fit the writer schema."""
+
+
+def fingerprint(schema: Mapping[str, Any] | str) -> bytes:
+    """CRC-64-AVRO of the Parsing Canonical Form, 8 bytes little-endian."""
+    canonical = to_parsing_canonical_form(
+        schema if isinstance(schema, str) else copy.deepcopy(dict(schema))
+    )
+    return bytes.fromhex(_fastavro_fingerprint(canonical, "CRC-64-AVRO"))
+
+
+def peek_fingerprint(data: bytes) -> bytes:
+    """The writer fingerprint of an encoded message, without decoding it."""
+    if len(data) < HEADER_LEN or data[:2] != MAGIC:
+        raise NotSingleObjectEncoded("not Avro single-object encoded (no C3 01 header)")
+    return bytes(data[2:HEADER_LEN])
+
+
+class Codec:
+    """Encoder and decoder for every schema registered with it; not thread-safe to register."""
+
+    def __init__(self, schemas: Iterable[Mapping[str, Any]] = ()) -> None:
+        self._raw: dict[bytes, dict[str, Any]] = {}
+        self._parsed: dict[bytes, Any] = {}
+        self._pairs: dict[tuple[bytes, bytes], tuple[Any, Any]] = {}
+        for schema in schemas:
+            self.register(schema)
+
+    def register(self, schema: Mapping[str, Any]) -> bytes:
+        """Parse and keep a schema; returns its fingerprint (idempotent)."""
+        fp = fingerprint(schema)
+        if fp not in self._parsed:
+            raw = json.loads(json.dumps(schema))
+            self._parsed[fp] = parse_schema(copy.deepcopy(raw), _write_hint=False)
+            self._raw[fp] = raw
+        return fp
+
+    def known(self, fp: bytes) -> bool:
+        return fp in self._parsed
+
+    def writer_schema(self, fp: bytes) -> dict[str, Any] | None:
+        """The registered schema with this fingerprint (for syncbus.schemas), or None."""
+        return self._raw.get(fp)
+
+    def fingerprints(self) -> list[bytes]:
+        return list(self._raw)
+
+    def _schema(self, fp: bytes) -> Any:
+        try:
+            return self._parsed[fp]
+        except KeyError:
+            raise UnknownFingerprint(fp) from None
+
+    def encode(self, fp: bytes, record: Mapping[str, Any]) -> bytes:
+        """``C3 01`` + fingerprint + Avro binary body of ``record``."""
+        schema = self._schema(fp)
+        out = io.BytesIO()
+        out.write(MAGIC)
+        out.write(fp)
+        try:
+            schemaless_writer(out, schema, record)
+        except (TypeError, ValueError, KeyError, AttributeError) as exc:
+            raise EncodeError(f"record does not fit schema {fp.hex()}: {exc}") from exc
+        return out.getvalue()
+
+    def encode_many(self, fp: bytes, records: Iterable[Mapping[str, Any]]) -> list[bytes]:
+        return [self.encode(fp, record) for record in records]
+
+    def _pair(self, writer_fp: bytes, reader_fp: bytes) -> tuple[Any, Any]:
+        """Parsed (writer, reader), checked compatible once per pair with avro's checker."""
+        pair = self._pairs.get((writer_fp, reader_fp))
+        if pair is None:
+            writer, reader = self._schema(writer_fp), self._schema(reader_fp)
+            found = incompatibilities(self._raw[reader_fp], self._raw[writer_fp])
+            if found:
+                detail = "; ".join(f"{path or '/'}: {message}" for path, message in found)
+                raise IncompatibleWriter(
+                    f"writer {writer_fp.hex()} cannot be read as {reader_fp.hex()}: {detail}"
+                )
+            pair = self._pairs[(writer_fp, reader_fp)] = (writer, reader)
+        return pair
+
+    def decode(self, data: bytes, reader_fp: bytes | None = None) -> tuple[Record, bytes]:
+        """The record and its writer fingerprint, resolved to ``reader_fp`` when given."""
+        writer_fp = peek_fingerprint(data)
+        writer = self._schema(writer_fp)
+        reader = None
+        if reader_fp is not None and reader_fp != writer_fp:
+            writer, reader = self._pair(writer_fp, reader_fp)
+        stream = io.BytesIO(data)
+        stream.seek(HEADER_LEN)
+        try:
+            record = schemaless_reader(stream, writer, reader, return_record_name=False)
+        except Exception as exc:  # fastavro raises many types on bad bodies
+            if reader is not None and type(exc).__name__ == "SchemaResolutionError":
+                raise IncompatibleWriter(
+                    f"writer {writer_fp.hex()} cannot be read as {reader_fp!r}: {exc}"
+                ) from exc
+            raise CorruptBody(f"body does not decode with writer {writer_fp.hex()}: {exc}") from exc
+        if stream.tell() != len(data):
+            raise CorruptBody(f"{len(data) - stream.tell()} trailing bytes after the record")
+        if not isinstance(record, dict):
+            raise CorruptBody("decoded value is not a record")
+        return record, writer_fp

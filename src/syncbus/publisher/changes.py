@@ -136,6 +136,8 @@ class ResourceWriter:
                     records[side] = from_json(self.domain, obj[side], side)
                 except ValueError as exc:
                     errors.extend(getattr(exc, "errors", [FieldError(side, str(exc))]))
+        if not isinstance(obj.get("op"), str):
+            errors.append(FieldError("op", "required: CREATE, UPDATE, DELETE or SNAPSHOT"))
         occurred = obj.get("occurred_at")
         if occurred is not None and not isinstance(occurred, int | str):
             errors.append(FieldError("occurred_at", "expected ISO 8601 or int micros"))

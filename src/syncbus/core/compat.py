@@ -18,6 +18,7 @@ import itertools
 import json
 import re
 from collections.abc import Mapping
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 from syncbus.core.problems import Problem
@@ -44,19 +45,18 @@ def _field_path(schema: Mapping[str, Any], location: str) -> str:
     return ".".join(names)
 
 
-def incompatibilities(
-    reader: Mapping[str, Any], writer: Mapping[str, Any]
-) -> list[tuple[str, str]]:
-    """Incompatibilities reading ``writer`` data with ``reader``: (field path, message)."""
+@lru_cache(maxsize=512)
+def _cached(reader_json: str, writer_json: str) -> tuple[tuple[str, str], ...]:
+    reader, writer = json.loads(reader_json), json.loads(writer_json)
     import avro.schema
     from avro.compatibility import ReaderWriterCompatibilityChecker, SchemaCompatibilityType
 
     checker = ReaderWriterCompatibilityChecker()  # type: ignore[no-untyped-call]
     result = checker.get_compatibility(
-        avro.schema.parse(json.dumps(reader)), avro.schema.parse(json.dumps(writer))
+        avro.schema.parse(reader_json), avro.schema.parse(writer_json)
     )
     if result.compatibility is SchemaCompatibilityType.compatible:
-        return []
+        return ()
     message = "; ".join(sorted(result.messages)) or "incompatible"
     paths = sorted(
         {_field_path(reader, loc) or _field_path(writer, loc) for loc in result.locations} - {""}
@@ -64,7 +64,15 @@ def incompatibilities(
     found = [(path, message) for path in paths]
     if not found:
         found.append(("", message))
-    return found
+    return tuple(found)
+
+
+def incompatibilities(
+    reader: Mapping[str, Any], writer: Mapping[str, Any]
+) -> list[tuple[str, str]]:
+    """Why ``reader`` cannot read ``writer`` data, as (field path, message); cached per pair."""
+    key = (json.dumps(reader, sort_keys=True), json.dumps(writer, sort_keys=True))
+    return list(_cached(*key))
 
 
 def compatibility_problems(

@@ -6,24 +6,28 @@ region from the catalog's ``key_field``/``region_field``, and turns accepted
 changes into (key, Avro single-object value, header meta). Validation and
 encoding happen once per event; nothing here talks to Kafka.
 
-Header meta is the per-event part of the wire headers packed into one string
-(``pack_meta``), because that is what the spool stores: source, resource and
+Header meta is the per-event part of the wire headers packed into one string,
+because that is what the spool stores: source, resource and
 fingerprint are recovered from the spool row and the value bytes, so a resend
 after a restart rebuilds exactly the headers the first send had.
 """
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
+import io
 import os
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from fastavro import parse_schema, schemaless_writer
+
 from syncbus.core import topics as t
-from syncbus.core.codec import Codec, EncodeError
+from syncbus.core.codec import MAGIC, EncodeError, fingerprint
 from syncbus.core.model import Bus, Resource
 from syncbus.core.problems import FieldError
 from syncbus.core.validation import compile_validator, from_json
@@ -31,7 +35,6 @@ from syncbus.publisher.errors import ChangeRejected, NotPermitted, UnknownResour
 
 DATA_OPS = ("CREATE", "UPDATE", "DELETE", "SNAPSHOT")
 _SEP = "\x1f"  # never in ids, op names, region codes or decimal numbers
-Prepared = tuple[bytes, bytes, str]  # key, value, header meta
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,30 +70,47 @@ def new_event_ids(n: int) -> list[str]:
     return [str(uuid.UUID(bytes=raw[i : i + 16], version=4)) for i in range(0, 16 * n, 16)]
 
 
-def pack_meta(
-    event_id: str, op: str, region: str, old_region: str, seq: int, occurred: int, published: int
-) -> str:
-    return _SEP.join((event_id, op, region, old_region, str(seq), str(occurred), str(published)))
-
-
 _META_HEADERS = (
     t.H_EVENT_ID, t.H_OP, t.H_REGION, t.H_OLD_REGION, t.H_SEQUENCE, t.H_OCCURRED_AT,
     t.H_PUBLISHED_AT,
 )
+Headers = list[tuple[str, str | bytes | None]]
+Prepared = tuple[bytes, bytes, str, Headers]  # key, value, spooled meta, headers
 
 
-def make_headers(
-    source: bytes, resource: bytes, value: bytes, meta: str
-) -> list[tuple[str, str | bytes | None]]:
-    """The wire headers of a spooled event (empty region / old region are left out)."""
-    headers: list[tuple[str, str | bytes | None]] = [
-        (t.H_SOURCE, source), (t.H_RESOURCE, resource)
-    ]
-    for name, part in zip(_META_HEADERS, meta.split(_SEP), strict=True):
-        if part:
-            headers.append((name, part.encode()))
-    headers.append((t.H_FINGERPRINT, value[2:10].hex().encode()))
+def headers_of(source: str, resource: str, fingerprint_hex: str, parts: Sequence[str]) -> Headers:
+    """The wire headers from the per-event ``parts`` (see ``_META_HEADERS``); an empty
+    region or old region is left out. confluent-kafka encodes str values as UTF-8."""
+    headers: Headers = [(t.H_SOURCE, source), (t.H_RESOURCE, resource)]
+    headers += [(name, part) for name, part in zip(_META_HEADERS, parts, strict=True) if part]
+    headers.append((t.H_FINGERPRINT, fingerprint_hex))
     return headers
+
+
+def make_headers(source: str, resource: str, value: bytes, meta: str) -> Headers:
+    """The headers of a spooled event, as its first send had them."""
+    return headers_of(source, resource, value[2:10].hex(), meta.split(_SEP))
+
+
+class _Encoder:
+    """``Codec.encode``'s bytes (MAGIC, the core fingerprint, the fastavro body) with the
+    schema parsed once for writing: ``Codec`` parses without fastavro's write hint, so
+    fastavro re-parses the schema on every call, several times the cost of the write."""
+
+    def __init__(self, schema: Mapping[str, Any]) -> None:
+        self.fingerprint = fingerprint(schema)
+        self._prefix = MAGIC + self.fingerprint
+        self._parsed = parse_schema(copy.deepcopy(dict(schema)))
+
+    def encode(self, record: Mapping[str, Any]) -> bytes:
+        out = io.BytesIO()
+        out.write(self._prefix)
+        try:
+            schemaless_writer(out, self._parsed, record)
+        except (TypeError, ValueError, KeyError, AttributeError) as exc:
+            fp = self.fingerprint.hex()
+            raise EncodeError(f"record does not fit schema {fp}: {exc}") from exc
+        return out.getvalue()
 
 
 def resolve(bus: Bus, department: str, resource_id: str) -> Resource:
@@ -110,13 +130,13 @@ def resolve(bus: Bus, department: str, resource_id: str) -> Resource:
 class ResourceWriter:
     """Checks and encodes the changes of one resource for one source department."""
 
-    def __init__(self, bus: Bus, department: str, resource_id: str, codec: Codec) -> None:
+    def __init__(self, bus: Bus, department: str, resource_id: str) -> None:
         self.resource = resolve(bus, department, resource_id)
         self.domain = bus.schemas.latest(self.resource.schema)
         self.event_schema = bus.schemas.event_schema(self.resource.schema)
-        self.codec = codec
-        self.fingerprint = codec.register(self.event_schema)
-        self.topic = t.raw_topic(resource_id)
+        self._encoder = _Encoder(self.event_schema)
+        self.fingerprint = self._encoder.fingerprint
+        self._fp_hex = self.fingerprint.hex()
         self.source = department
         self._validator = compile_validator(self.domain)
         self._record_name = f"{self.domain['namespace']}.{self.domain['name']}"
@@ -206,11 +226,14 @@ class ResourceWriter:
             "after": None if change.after is None else (name, change.after),
         }
         try:
-            value = self.codec.encode(self.fingerprint, event)
+            value = self._encoder.encode(event)
         except EncodeError as exc:
             raise ChangeRejected(self.resource.id, [FieldError("/", str(exc))], index) from exc
-        meta = pack_meta(event_id, change.op, region, old, seq, occurred, published)
-        return key.encode(), value, meta
+        parts = (event_id, change.op, region, old, str(seq), str(occurred), str(published))
+        return key.encode(), value, _SEP.join(parts), self._headers(parts)
+
+    def _headers(self, parts: Sequence[str]) -> Headers:
+        return headers_of(self.source, self.resource.id, self._fp_hex, parts)
 
     def heartbeat(self, seq: int, event_id: str, published: int, region: str) -> Prepared:
         """A HEARTBEAT: key = resource id, no record; says "alive, no changes"."""
@@ -219,6 +242,6 @@ class ResourceWriter:
             "op": "HEARTBEAT", "key": None, "region": None, "sequence": seq,
             "occurred_at": published, "published_at": published,
         }
-        value = self.codec.encode(self.fingerprint, event)
-        meta = pack_meta(event_id, "HEARTBEAT", region, "", seq, published, published)
-        return self.resource.id.encode(), value, meta
+        value = self._encoder.encode(event)
+        parts = (event_id, "HEARTBEAT", region, "", str(seq), str(published), str(published))
+        return self.resource.id.encode(), value, _SEP.join(parts), self._headers(parts)

@@ -20,7 +20,15 @@ from prometheus_client import CollectorRegistry
 
 from syncbus.connection import Connection
 from syncbus.core.model import Bus
-from syncbus.publisher.changes import Change, ResourceWriter, new_event_ids, now_micros, resolve
+from syncbus.core.topics import raw_topic
+from syncbus.publisher.changes import (
+    Change,
+    Prepared,
+    ResourceWriter,
+    new_event_ids,
+    now_micros,
+    resolve,
+)
 from syncbus.publisher.errors import ChangeRejected, PublisherClosed, SpoolFull, UnknownResource
 from syncbus.publisher.heartbeat import Heartbeats
 from syncbus.publisher.metrics import PublisherMetrics
@@ -37,6 +45,8 @@ class Publisher:
     quiet for half its catalog update cycle; a mapping gives resource -> seconds.
     ``max_spooled`` bounds the undelivered events kept while the broker is away;
     beyond it ``publish`` raises ``SpoolFull`` instead of accepting more.
+    ``topic_of`` maps a resource to its topic; anything but the default
+    (``raw.<resource>``) is for benchmarks that must not feed a live router.
     """
 
     def __init__(
@@ -52,6 +62,7 @@ class Publisher:
         sync: Literal["normal", "full"] = "normal",
         registry: CollectorRegistry | None = None,
         producer_config: dict[str, Any] | None = None,
+        topic_of: Callable[[str], str] = raw_topic,
     ) -> None:
         if department not in bus.departments:
             known = ", ".join(sorted(bus.departments))
@@ -63,9 +74,6 @@ class Publisher:
         self.max_spooled = max_spooled
         self.metrics = PublisherMetrics(registry)
         self._writers: dict[str, ResourceWriter] = {}
-        from syncbus.core.codec import Codec
-
-        self._codec = Codec()
         self._lock = threading.RLock()  # sequence order == spool order == send order
         self._closed = False
         self.spool = Spool(spool_path or default_spool_path(department), sync)
@@ -74,7 +82,7 @@ class Publisher:
         self._sender = Sender(
             self.spool, connection, department, self.metrics, window=window,
             on_tick=self._heartbeats.tick if self._heartbeats else None,
-            config=producer_config,
+            config=producer_config, topic_of=topic_of,
         )
         self.metrics.spool_depth.set(self.spool.depth)
 
@@ -95,7 +103,7 @@ class Publisher:
         found = self._writers.get(resource)
         if found is None:
             try:
-                found = ResourceWriter(self.bus, self.department, resource, self._codec)
+                found = ResourceWriter(self.bus, self.department, resource)
             except Exception:
                 self.metrics.rejected.labels(resource).inc()
                 raise
@@ -161,7 +169,8 @@ class Publisher:
             seq = self._sequences.get(resource, 0)
             ids = new_event_ids(len(checked))
             published = now_micros()
-            rows, accepted = [], []
+            rows: list[Prepared] = []
+            accepted: list[str] = []
             for (index, change, key, region, old), event_id in zip(checked, ids, strict=True):
                 try:
                     rows.append(writer.encode(change, key, region, old, seq + 1, event_id,
@@ -186,7 +195,7 @@ class Publisher:
                 f"{n} was accepted, retry later or raise max_spooled"
             )
 
-    def _store(self, resource: str, rows: list[tuple[bytes, bytes, str]], last_seq: int) -> None:
+    def _store(self, resource: str, rows: list[Prepared], last_seq: int) -> None:
         if not rows:
             return
         accepted_at = time.time()

@@ -31,7 +31,7 @@ from confluent_kafka import KafkaError, Message, Producer
 
 from syncbus.connection import Connection
 from syncbus.core.topics import raw_topic
-from syncbus.publisher.changes import make_headers
+from syncbus.publisher.changes import Prepared, make_headers
 from syncbus.publisher.metrics import PublisherMetrics
 from syncbus.publisher.spool import Spool
 
@@ -66,9 +66,11 @@ class Sender:
         retry_backoff: float = 1.0,
         on_tick: Callable[[], None] | None = None,
         config: dict[str, Any] | None = None,
+        topic_of: Callable[[str], str] = raw_topic,
     ) -> None:
         self._spool = spool
-        self._source = source.encode()
+        self._topic_of = topic_of
+        self._source = source
         self._metrics = metrics
         self._window = window
         self._backoff = retry_backoff
@@ -95,7 +97,7 @@ class Sender:
 
     # ---------------------------------------------------------------- hot path
 
-    def offer(self, first_id: int, resource: str, rows: list[tuple[bytes, bytes, str]],
+    def offer(self, first_id: int, resource: str, rows: list[Prepared],
               accepted_at: float) -> None:
         """Send a just-spooled batch now if nothing older waits and the window has room."""
         with self._lock:
@@ -105,13 +107,12 @@ class Sender:
                 or self._inflight + len(rows) > self._window
             ):
                 return  # the pump sends it, in order, from the spool
-            topic, res = raw_topic(resource), resource.encode()
+            topic = self._topic_of(resource)
             produce, report, gen = self._producer.produce, self._report, self._generation
-            source = self._source
             sent = first_id - 1
             try:
-                for key, value, meta in rows:
-                    produce(topic, value, key, headers=make_headers(source, res, value, meta),
+                for key, value, _, headers in rows:
+                    produce(topic, value, key, headers=headers,
                             on_delivery=partial(report, gen, sent + 1, accepted_at, resource))
                     sent += 1
             except BufferError:
@@ -192,9 +193,8 @@ class Sender:
             for row in rows:
                 try:
                     self._producer.produce(
-                        raw_topic(row.resource), row.value, row.key,
-                        headers=make_headers(self._source, row.resource.encode(), row.value,
-                                             row.meta),
+                        self._topic_of(row.resource), row.value, row.key,
+                        headers=make_headers(self._source, row.resource, row.value, row.meta),
                         on_delivery=partial(report, gen, row.id, row.accepted_at, row.resource),
                     )
                 except BufferError:

@@ -21,9 +21,9 @@ import fcntl
 import os
 import sqlite3
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Literal, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
@@ -93,15 +93,15 @@ class Spool:
             return dict(self._db.execute("SELECT resource, last FROM sequences").fetchall())
 
     def append(
-        self, resource: str, rows: list[tuple[bytes, bytes, str]], last_seq: int, now: float
+        self, resource: str, rows: Sequence[Sequence[Any]], last_seq: int, now: float
     ) -> int:
-        """Commit (key, value, meta) rows and the resource's new last sequence in one
+        """Commit (key, value, meta, ...) rows and the resource's new last sequence in one
         transaction; returns the id of the first row (the others follow)."""
         with self._lock:
             first = self._last_id + 1
             params = [
-                (first + i, resource, key, value, meta, now)
-                for i, (key, value, meta) in enumerate(rows)
+                (first + i, resource, row[0], row[1], row[2], now)
+                for i, row in enumerate(rows)
             ]
             db = self._db
             db.execute("BEGIN IMMEDIATE")

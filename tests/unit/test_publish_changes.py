@@ -1,0 +1,115 @@
+"""A change is checked, keyed and encoded once, exactly as the wire contract says."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import pytest
+
+from syncbus.core import topics as t
+from syncbus.core.codec import Codec
+from syncbus.core.fake import make_record
+from syncbus.core.model import Bus
+from syncbus.core.validation import to_json
+from syncbus.publisher import ChangeRejected, NotPermitted, UnknownResource
+from syncbus.publisher.changes import Change, ResourceWriter, make_headers, to_micros
+
+
+@pytest.fixture(scope="module")
+def resident() -> dict[str, Any]:
+    return make_record("population.resident", region="320508", seed=4)
+
+
+@pytest.fixture
+def writer(bus: Bus) -> ResourceWriter:
+    return ResourceWriter(bus, "js-gaj", "population.resident")
+
+
+def paths(exc: pytest.ExceptionInfo[ChangeRejected]) -> list[str]:
+    return [e.path for e in exc.value.errors]
+
+
+def test_only_the_owner_may_publish_a_catalogued_resource(bus: Bus) -> None:
+    with pytest.raises(NotPermitted, match="owner is 'js-gaj'"):
+        ResourceWriter(bus, "js-scjgj", "population.resident")
+    with pytest.raises(UnknownResource, match="unknown resource 'x.y'"):
+        ResourceWriter(bus, "js-gaj", "x.y")
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        (Change("CREATE"), ["after"]),
+        (Change("DELETE"), ["before"]),
+        (Change("UPDATE", after={}), ["before", "after.id_number"]),
+        (Change("HEARTBEAT"), ["op"]),
+        (Change("create"), ["op"]),
+    ],
+)
+def test_op_rules_name_the_missing_side(
+    writer: ResourceWriter, change: Change, expected: list[str]
+) -> None:
+    with pytest.raises(ChangeRejected) as exc:
+        writer.check(change)
+    assert paths(exc)[: len(expected)] == expected
+
+
+def test_field_errors_name_the_field_and_the_reason(
+    writer: ResourceWriter, resident: dict[str, Any]
+) -> None:
+    wrong = resident["id_number"][:17] + ("1" if resident["id_number"][17] != "1" else "2")
+    with pytest.raises(ChangeRejected) as exc:
+        writer.check(Change("CREATE", after={**resident, "id_number": wrong, "region": "999999",
+                                             "nickname": "x"}), index=7)
+    reasons = {e.path: e.reason for e in exc.value.errors}
+    assert "check digit" in reasons["after.id_number"]
+    assert "region code" in reasons["after.region"]
+    assert reasons["after.nickname"] == "unknown field"
+    assert exc.value.index == 7
+
+
+def test_key_and_regions_come_from_the_catalog_fields(
+    writer: ResourceWriter, resident: dict[str, Any]
+) -> None:
+    moved = {**resident, "region": "320102"}
+    assert writer.check(Change("CREATE", after=resident)) == (
+        resident["id_number"], "320508", "")
+    assert writer.check(Change("UPDATE", before=resident, after=moved)) == (
+        resident["id_number"], "320102", "320508")
+    assert writer.check(Change("DELETE", before=resident))[1:] == ("320508", "")
+    other = make_record("population.resident", region="320508", seed=5)
+    with pytest.raises(ChangeRejected, match="a key change is a DELETE and a CREATE"):
+        writer.check(Change("UPDATE", before=resident, after=other))
+
+
+def test_encoded_event_decodes_with_the_core_codec_and_headers_survive_the_spool(
+    bus: Bus, writer: ResourceWriter, resident: dict[str, Any]
+) -> None:
+    change = Change("CREATE", after=resident, occurred_at=dt.datetime(2025, 1, 2, 3, 4, 5))
+    key, region, old = writer.check(change)
+    k, value, meta, headers = writer.encode(
+        change, key, region, old, 42, "00000000-0000-4000-8000-000000000001", 1_800_000_000_000_000
+    )
+    codec = Codec([bus.schemas.event_schema("population.resident")])
+    event, fp = codec.decode(value)
+    assert k == resident["id_number"].encode() and fp == writer.fingerprint
+    assert event["after"] == {**resident, "email": None} and event["before"] is None
+    assert (event["sequence"], event["source"], event["region"]) == (42, "js-gaj", "320508")
+    assert event["occurred_at"] == dt.datetime(2025, 1, 2, 3, 4, 5, tzinfo=dt.UTC)
+    as_dict = dict(headers)
+    assert as_dict[t.H_FINGERPRINT] == fp.hex() and len(fp.hex()) == 16
+    assert as_dict[t.H_SEQUENCE] == "42" and t.H_OLD_REGION not in as_dict
+    assert make_headers("js-gaj", "population.resident", value, meta) == headers
+
+
+def test_json_lines_are_converted_strictly(
+    writer: ResourceWriter, resident: dict[str, Any]
+) -> None:
+    change = writer.from_json({"op": "CREATE", "after": to_json(resident),
+                               "occurred_at": "2025-01-02T03:04:05+08:00"})
+    assert change.after == {**resident, "email": None}
+    assert change.occurred_at == to_micros(dt.datetime(2025, 1, 1, 19, 4, 5), 0)
+    with pytest.raises(ChangeRejected) as exc:
+        writer.from_json({"after": {**to_json(resident), "birth_date": "1990-13-01"}, "x": 1})
+    assert set(paths(exc)) == {"after.birth_date", "x", "op"}

@@ -3,12 +3,16 @@
 The router and subscriber SDKs load the live policy from that topic instead of
 from files, so the dict carries everything a ``Bus`` holds, schemas included
 (domain schemas by name and version, and the envelope). Grants are keyed
-``"<subscriber>/<resource>"``; datetimes are ISO 8601 in UTC.
+``"<subscriber>/<resource>"``; datetimes are ISO 8601 in UTC. ``RoutingTable``
+turns that policy into the router's decisions: which grants receive an event,
+and whether a region move reaches a subscriber as DELETE, CREATE or UPDATE.
 
 API:
     POLICY_FORMAT: version of this layout
     bus_to_dict(bus) -> dict; bus_from_dict(d) -> Bus
     parse_duration(value) -> seconds; parse_expires(value) -> aware UTC datetime | None
+    Delivery(grant, op); UnroutableEvent; RoutingTable(bus).route(resource, op, region,
+        old_region, now) -> list[Delivery]; .effective(resource, now) -> list[Grant]
 """
 
 from __future__ import annotations
@@ -121,3 +125,91 @@ def bus_from_dict(data: dict[str, Any]) -> Bus:
         grants=tuple(grants),
         schemas=SchemaRepository(domain, data["envelope"]),
     )
+
+
+# --- routing decisions: who receives an event, and as which operation ---------------
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Delivery:
+    """One subscriber receiving one event under ``grant``, as operation ``op``."""
+
+    grant: Grant
+    op: str
+
+
+class UnroutableEvent(ValueError):
+    """An event the policy cannot place (unknown resource, missing region); dead-lettered."""
+
+
+class RoutingTable:
+    """The bus's routing decisions, compiled once per policy version.
+
+    Grants that can never deliver (pending, unapproved conditional, not_shared)
+    are left out at compile time; expiry is checked per call against ``now``, so
+    an expired grant stops without any new policy record. A grant's scope is its
+    regions, else its subscriber's region, compared by prefix (``covers``).
+    """
+
+    def __init__(self, bus: Bus) -> None:
+        self.bus = bus
+        self._grants: dict[str, tuple[tuple[Grant, tuple[str, ...]], ...]] = {}
+        dawn = datetime.min.replace(tzinfo=UTC)  # expiry is checked per event, not here
+        for resource in bus.resources.values():
+            live = []
+            for grant in bus.grants_for(resource.id):
+                if grant.subscriber in bus.subscribers and grant.effective(resource, dawn):
+                    prefixes = tuple(_scope_prefix(scope) for scope in bus.scopes(grant))
+                    live.append((grant, prefixes))
+            self._grants[resource.id] = tuple(live)
+
+    def effective(self, resource_id: str, now: datetime) -> list[Grant]:
+        """Grants on a resource through which data flows at ``now``."""
+        return [g for g, _ in self._live(resource_id) if g.expires is None or now < g.expires]
+
+    def _live(self, resource_id: str) -> tuple[tuple[Grant, tuple[str, ...]], ...]:
+        try:
+            return self._grants[resource_id]
+        except KeyError:
+            raise UnroutableEvent(f"resource {resource_id!r} is not in the bus policy") from None
+
+    def route(
+        self,
+        resource_id: str,
+        op: str,
+        region: str | None,
+        old_region: str | None,
+        now: datetime,
+    ) -> list[Delivery]:
+        """Deliveries of one event; a region move splits into DELETE / CREATE / UPDATE."""
+        live = self._live(resource_id)
+        if op == "HEARTBEAT":
+            return [Delivery(g, op) for g in self.effective(resource_id, now)]
+        if not region:
+            raise UnroutableEvent(f"{op} event of {resource_id} has no region to route on")
+        old = old_region or ""
+        moved = op == "UPDATE" and bool(old) and old != region
+        deliveries = []
+        for grant, prefixes in live:
+            if grant.expires is not None and now >= grant.expires:
+                continue
+            in_new = any(region.startswith(p) for p in prefixes)
+            if not moved:
+                if in_new:
+                    deliveries.append(Delivery(grant, op))
+                continue
+            in_old = any(old.startswith(p) for p in prefixes)
+            if in_new and in_old:
+                deliveries.append(Delivery(grant, "UPDATE"))
+            elif in_old:
+                deliveries.append(Delivery(grant, "DELETE"))
+            elif in_new:
+                deliveries.append(Delivery(grant, "CREATE"))
+        return deliveries
+
+
+def _scope_prefix(scope: str) -> str:
+    # imported here: regions loads python-stdnum's database, which the policy JSON code never needs
+    from syncbus.core.regions import scope_prefix
+
+    return scope_prefix(scope)

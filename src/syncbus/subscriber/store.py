@@ -1,0 +1,221 @@
+"""The subscriber's memory: event ids already handled and the last delivery sequences.
+
+It lives in a SQL database, SQLite by default (WAL) or PostgreSQL, and is written
+inside the same transaction as whatever the handler writes through ``connection``:
+a sink's upsert, a test's "seen" row. That is what makes a handler's effect
+exactly-once across ``kill -9``: the effect and the record that it happened commit
+together, before the Kafka offset does, and a redelivered event whose id is in the
+store is skipped. The id set is bounded (count and age) so it never grows without
+end; an event redelivered after it was pruned is handled again.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from syncbus.subscriber.gaps import Stream
+
+DAY = 86_400.0
+
+
+@dataclass(frozen=True)
+class Dialect:
+    """What differs between the SQL databases the store and the sink write to."""
+
+    name: str
+    param: str
+    serial_pk: str
+    real: str
+    bigint: str
+
+
+SQLITE = Dialect("sqlite", "?", "INTEGER PRIMARY KEY AUTOINCREMENT", "REAL", "INTEGER")
+POSTGRES = Dialect(
+    "postgresql",
+    "%s",
+    "BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY",
+    "DOUBLE PRECISION",
+    "BIGINT",
+)
+
+
+def connect(url: str | Path) -> tuple[Any, Dialect]:
+    """A DB-API connection and its dialect: ``postgresql://...``, ``sqlite:///path`` or a path."""
+    text = str(url)
+    if text.startswith(("postgresql://", "postgres://")):
+        import psycopg
+
+        return psycopg.connect(text, autocommit=False), POSTGRES
+    if text.startswith("sqlite:///"):
+        text = text[len("sqlite:///") :]
+    elif "://" in text:
+        raise ValueError(
+            f"unsupported database URL {text!r}: use sqlite:///path.db, a path, "
+            "or postgresql://user@host:port/db"
+        )
+    if text != ":memory:":
+        Path(text).parent.mkdir(parents=True, exist_ok=True)
+    conn = sqlite3.connect(text, isolation_level=None, check_same_thread=False)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=NORMAL")  # a WAL commit survives kill -9 of the process
+    conn.execute("PRAGMA busy_timeout=10000")
+    return conn, SQLITE
+
+
+class SqlStore:
+    """Dedupe ids and gap-checker state in one database, inside the caller's transactions."""
+
+    def __init__(
+        self,
+        connection: Any,
+        dialect: Dialect,
+        *,
+        max_ids: int = 1_000_000,
+        max_age_seconds: float = 7 * DAY,
+        prune_every: int = 10_000,
+    ) -> None:
+        if max_ids < 1 or max_age_seconds <= 0:
+            raise ValueError("the dedupe store needs max_ids >= 1 and max_age_seconds > 0")
+        self.connection = connection
+        self.dialect = dialect
+        self.max_ids = max_ids
+        self.max_age_seconds = max_age_seconds
+        self._prune_every = prune_every
+        self._since_prune = 0
+        self._in_txn = False
+        self._create()
+
+    @classmethod
+    def open(cls, url: str | Path, **limits: Any) -> SqlStore:
+        connection, dialect = connect(url)
+        return cls(connection, dialect, **limits)
+
+    def _create(self) -> None:
+        d = self.dialect
+        self.begin()
+        self.execute(
+            f"CREATE TABLE IF NOT EXISTS syncbus_seen (seq {d.serial_pk}, "
+            f"event_id TEXT NOT NULL UNIQUE, seen_at {d.real} NOT NULL, outcome TEXT NOT NULL)"
+        )
+        self.execute(
+            "CREATE TABLE IF NOT EXISTS syncbus_sequences (resource TEXT NOT NULL, "
+            f"source_partition INTEGER NOT NULL, last_sequence {d.bigint} NOT NULL, "
+            "PRIMARY KEY (resource, source_partition))"
+        )
+        self.commit()
+
+    def execute(self, sql: str, params: Iterable[Any] = ()) -> Any:
+        """Run one statement in the current transaction (``?`` placeholders become the
+        dialect's)."""
+        if self.dialect.param != "?":
+            sql = sql.replace("?", self.dialect.param)
+        cursor = self.connection.cursor()
+        cursor.execute(sql, tuple(params))
+        return cursor
+
+    def begin(self) -> None:
+        if not self._in_txn:
+            if self.dialect is SQLITE:
+                self.connection.execute("BEGIN")
+            self._in_txn = True
+
+    def commit(self) -> None:
+        if self._in_txn:
+            if self._since_prune >= self._prune_every:
+                self.prune()
+            if self.dialect is SQLITE:
+                self.connection.execute("COMMIT")
+            else:
+                self.connection.commit()
+            self._in_txn = False
+
+    def rollback(self) -> None:
+        if self._in_txn:
+            if self.dialect is SQLITE:
+                self.connection.execute("ROLLBACK")
+            else:
+                self.connection.rollback()
+            self._in_txn = False
+
+    @contextmanager
+    def savepoint(self, name: str = "syncbus_event") -> Iterator[None]:
+        """Undo only this block's writes if it raises; the batch transaction goes on."""
+        self.begin()
+        self.execute(f"SAVEPOINT {name}")
+        try:
+            yield
+        except BaseException:
+            self.execute(f"ROLLBACK TO SAVEPOINT {name}")
+            self.execute(f"RELEASE SAVEPOINT {name}")
+            raise
+        self.execute(f"RELEASE SAVEPOINT {name}")
+
+    def seen(self, event_ids: Iterable[str]) -> set[str]:
+        """Which of these ids were already handled (one query per batch)."""
+        ids = list(dict.fromkeys(event_ids))
+        if not ids:
+            return set()
+        self.begin()
+        if self.dialect is SQLITE:
+            marks = ",".join("?" * len(ids))
+            rows = self.execute(
+                f"SELECT event_id FROM syncbus_seen WHERE event_id IN ({marks})", ids
+            )
+        else:
+            rows = self.execute("SELECT event_id FROM syncbus_seen WHERE event_id = ANY(?)", [ids])
+        return {row[0] for row in rows.fetchall()}
+
+    def record(self, event_id: str, outcome: str = "handled") -> None:
+        """Remember an event in the current transaction; it counts once committed."""
+        self.begin()
+        self.execute(
+            "INSERT INTO syncbus_seen (event_id, seen_at, outcome) VALUES (?, ?, ?) "
+            "ON CONFLICT (event_id) DO NOTHING",
+            (event_id, time.time(), outcome),
+        )
+        self._since_prune += 1
+
+    def sequences(self) -> dict[Stream, int]:
+        self.begin()
+        rows = self.execute(
+            "SELECT resource, source_partition, last_sequence FROM syncbus_sequences"
+        )
+        found = {(str(r), int(p)): int(s) for r, p, s in rows.fetchall()}
+        self.commit()
+        return found
+
+    def save_sequences(self, changes: Mapping[Stream, int]) -> None:
+        for (resource, partition), last in changes.items():
+            self.execute(
+                "INSERT INTO syncbus_sequences (resource, source_partition, last_sequence) "
+                "VALUES (?, ?, ?) ON CONFLICT (resource, source_partition) "
+                "DO UPDATE SET last_sequence = excluded.last_sequence",
+                (resource, partition, last),
+            )
+
+    def prune(self) -> None:
+        """Keep at most ``max_ids`` ids, none older than ``max_age_seconds``."""
+        self.execute(
+            "DELETE FROM syncbus_seen WHERE seq <= (SELECT MAX(seq) FROM syncbus_seen) - ?",
+            (self.max_ids,),
+        )
+        self.execute(
+            "DELETE FROM syncbus_seen WHERE seen_at < ?", (time.time() - self.max_age_seconds,)
+        )
+        self._since_prune = 0
+
+    def count(self) -> int:
+        self.begin()
+        (n,) = self.execute("SELECT COUNT(*) FROM syncbus_seen").fetchone()
+        self.commit()
+        return int(n)
+
+    def close(self) -> None:
+        self.rollback()
+        self.connection.close()

@@ -1,0 +1,329 @@
+"""``Subscriber``: a city or district system's view of the bus, at least once, handled once.
+
+The loop per batch: consume from ``share.<subscriber>.<resource>`` -> decode, gap
+check, dedupe (``BatchPreparer``) -> handler with retries -> record each handled id in
+the dedupe store -> flush dead letters -> commit the store -> commit Kafka offsets.
+Offsets therefore never pass an event that was not handled or dead-lettered, and a
+redelivered event whose id was recorded is skipped. A handler that takes the store
+(``transactional=True``) writes through the store's connection inside the same
+transaction as its id, which makes its effect exactly-once across ``kill -9``; a plain
+handler's id is committed right after it returns, so only a crash in between those
+two steps repeats it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
+from prometheus_client import CollectorRegistry
+
+from syncbus.connection import Connection
+from syncbus.core.codec import Codec
+from syncbus.core.topics import share_topic
+from syncbus.subscriber.batch import BatchPreparer, Item
+from syncbus.subscriber.dlq import DeadLetters, HandlerFailed, RetryPolicy, dlq_topic
+from syncbus.subscriber.event import Event
+from syncbus.subscriber.gaps import Gap, GapChecker
+from syncbus.subscriber.metrics import SubscriberMetrics
+from syncbus.subscriber.schemas import SchemaResolver, reader_event_schema
+from syncbus.subscriber.store import SqlStore
+
+Handler = Callable[[Event], Any]
+TransactionalHandler = Callable[[Event, SqlStore], Any]
+Start = Literal["committed", "beginning"] | dt.datetime
+_IGNORED_ERRORS = (KafkaError._PARTITION_EOF, KafkaError.UNKNOWN_TOPIC_OR_PART)
+
+
+def default_store_path(subscriber_id: str, group_id: str) -> Path:
+    """Per (subscriber, group) under the XDG state directory, beside the local broker's."""
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(base, "syncbus", "subscriber", f"{group_id}.db")
+
+
+class Subscriber:
+    """Reads ``resources`` as ``subscriber_id`` sees them; see the module doc for the
+    guarantees. ``start``: ``"committed"`` (the group's offsets, earliest for a new
+    group), ``"beginning"`` or a datetime: a replay, which re-delivers events even if
+    their ids are in the store (still recording them)."""
+
+    def __init__(
+        self,
+        subscriber_id: str,
+        resources: Sequence[str],
+        *,
+        connection: Connection | None = None,
+        bootstrap: str | None = None,
+        group_id: str | None = None,
+        store: SqlStore | str | Path | None = None,
+        reader_schemas: Mapping[str, Mapping[str, Any]] | None = None,
+        start: Start = "committed",
+        on_gap: Callable[[Gap], None] | None = None,
+        retry: RetryPolicy | None = None,
+        dead_letter_topic: str | None = None,
+        registry: CollectorRegistry | None = None,
+        batch_size: int = 500,
+        poll_timeout: float = 0.5,
+        consumer_config: Mapping[str, Any] | None = None,
+    ) -> None:
+        if not resources:
+            raise ValueError(f"subscriber {subscriber_id!r}: name at least one resource")
+        self.subscriber_id = subscriber_id
+        self.resources = tuple(dict.fromkeys(resources))
+        self.connection = connection or Connection.from_env(bootstrap)
+        self.group_id = group_id or subscriber_id
+        self.start = start
+        self.retry = retry or RetryPolicy()
+        self.batch_size, self.poll_timeout = batch_size, poll_timeout
+        self.metrics = SubscriberMetrics(registry)
+        self._owns_store = not isinstance(store, SqlStore)
+        self.store = (
+            store
+            if isinstance(store, SqlStore)
+            else SqlStore.open(store or default_store_path(subscriber_id, self.group_id))
+        )
+        self.codec = Codec()
+        self.topics = {share_topic(subscriber_id, r): r for r in self.resources}
+        reader_fps = {
+            r: self.codec.register(reader_event_schema(s))
+            for r, s in (reader_schemas or {}).items()
+        }
+        self.gaps = GapChecker(None if start != "committed" else self.store.sequences())
+        self._prepare = BatchPreparer(
+            subscriber_id,
+            self.codec,
+            SchemaResolver(self.connection, self.codec),
+            self.topics,
+            reader_fps,
+            self.store,
+            self.gaps,
+            self.metrics,
+            on_gap,
+        )
+        self._prepare.check_seen = start == "committed"
+        self.dead_letters = DeadLetters(
+            self.connection, dead_letter_topic or dlq_topic(subscriber_id)
+        )
+        self._config = dict(consumer_config or {})
+        self._consumer: Consumer | None = None
+        self._replayed: set[tuple[str, int]] = set()
+        self._stopping = False
+
+    # -- public API ------------------------------------------------------------------
+
+    def run(
+        self,
+        handler: Handler | TransactionalHandler,
+        *,
+        transactional: bool = False,
+        max_events: int | None = None,
+        idle_timeout: float | None = None,
+    ) -> int:
+        """Hand every new event to ``handler`` until ``max_events`` were handled, nothing
+        came for ``idle_timeout`` seconds, or ``stop()``; returns how many were handled."""
+        handled = 0
+        for items in self._batches(idle_timeout):
+            done: dict[tuple[str, int], int] = {}
+            try:
+                for item in items:
+                    if max_events is not None and handled >= max_events:
+                        break
+                    handled += self._process(item, handler, transactional)
+                    _mark(done, item)
+            finally:
+                self._finish(items, done)
+            if max_events is not None and handled >= max_events:
+                break
+        return handled
+
+    def events(
+        self, *, max_events: int | None = None, idle_timeout: float | None = None
+    ) -> Iterator[Event]:
+        """Iterate new events; one counts as handled when the loop asks for the next, so
+        leaving the loop early leaves the current event to be delivered again."""
+        handled = 0
+        for items in self._batches(idle_timeout):
+            done: dict[tuple[str, int], int] = {}
+            try:
+                for item in items:
+                    if max_events is not None and handled >= max_events:
+                        break
+                    if item.event is not None and not item.duplicate and item.error is None:
+                        yield item.event
+                        self._record(item.event, "handled")
+                        self.store.commit()
+                        handled += 1
+                    else:
+                        self._process(item, _never_called, False)
+                    _mark(done, item)
+            finally:
+                self._finish(items, done)
+            if max_events is not None and handled >= max_events:
+                return
+
+    def __iter__(self) -> Iterator[Event]:
+        return self.events()
+
+    def stop(self) -> None:
+        """Let the loop end after the event in hand (callable from a handler or signal)."""
+        self._stopping = True
+
+    def close(self) -> None:
+        if self._consumer is not None:
+            self._consumer.close()
+            self._consumer = None
+        self.dead_letters.flush()
+        if self._owns_store:
+            self.store.close()
+
+    def __enter__(self) -> Subscriber:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- the loop ----------------------------------------------------------------------
+
+    def _batches(self, idle_timeout: float | None) -> Iterator[list[Item]]:
+        consumer = self._open()
+        self._stopping = False
+        idle_since = time.monotonic()
+        while not self._stopping:
+            messages = [m for m in consumer.consume(self.batch_size, self.poll_timeout) if _ok(m)]
+            if not messages:
+                if idle_timeout is not None and time.monotonic() - idle_since >= idle_timeout:
+                    return
+                continue
+            idle_since = time.monotonic()
+            yield self._prepare.prepare(messages)
+
+    def _process(self, item: Item, handler: Any, transactional: bool) -> int:
+        """1 when the handler took the event, 0 for duplicates and dead letters."""
+        if item.error is not None:
+            self._dead_letter(item, item.error, "undecodable")
+            return 0
+        event = item.event
+        assert event is not None
+        if item.duplicate:
+            return 0
+        error = self._attempt(event, handler, transactional)
+        if error is None:
+            self._record(event, "handled")
+            if not transactional:
+                self.store.commit()
+            return 1
+        if self.retry.on_failure == "stop":
+            raise HandlerFailed(
+                event.topic, event.partition, event.offset, event.event_id
+            ) from error
+        self._dead_letter(item, error, "handler")
+        self._record(event, "dead_lettered")
+        return 0
+
+    def _attempt(self, event: Event, handler: Any, transactional: bool) -> Exception | None:
+        error: Exception | None = None
+        for attempt in range(1, self.retry.attempts + 1):
+            try:
+                if transactional:
+                    with self.store.savepoint():
+                        handler(event, self.store)
+                else:
+                    handler(event)
+                return None
+            except Exception as exc:  # the handler's failure is ours to retry or park
+                error = exc
+                self.metrics.handler_errors.labels(self.subscriber_id, event.resource).inc()
+                if attempt < self.retry.attempts:
+                    time.sleep(self.retry.backoff(attempt))
+        return error
+
+    def _record(self, event: Event, outcome: str) -> None:
+        self.store.record(event.event_id, outcome)
+        if outcome == "handled":
+            labels = (self.subscriber_id, event.resource)
+            self.metrics.events.labels(*labels).inc()
+            self.metrics.end_to_end.labels(*labels).observe(
+                max(0.0, time.time() - event.occurred_at.timestamp())
+            )
+
+    def _dead_letter(self, item: Item, error: Exception, reason: str) -> None:
+        resource = self.topics.get(item.message.topic() or "", "")
+        self.dead_letters.send(item.message, error)
+        self.dead_letters.flush()  # before the store records it: a dead letter is never lost
+        self.metrics.dead_letters.labels(self.subscriber_id, resource, reason).inc()
+
+    def _finish(self, items: list[Item], done: dict[tuple[str, int], int]) -> None:
+        """Commit what was finished (dead letters, store, offsets, in that order) and
+        rewind partitions whose unfinished messages must come again."""
+        self.dead_letters.flush()
+        self.store.save_sequences(self.gaps.take_changes())
+        self.store.commit()
+        assert self._consumer is not None
+        if done:
+            offsets = [TopicPartition(t, p, o) for (t, p), o in done.items()]
+            self._consumer.commit(offsets=offsets, asynchronous=False)
+        rewind: dict[tuple[str, int], int] = {}
+        for item in items:
+            key = (item.message.topic() or "", item.message.partition() or 0)
+            offset = item.message.offset() or 0
+            if offset >= done.get(key, 0) and key not in rewind:
+                rewind[key] = offset
+        for (topic, partition), offset in rewind.items():
+            self._consumer.seek(TopicPartition(topic, partition, offset))
+
+    def _open(self) -> Consumer:
+        if self._consumer is None:
+            config = self.connection.confluent(
+                **{
+                    "group.id": self.group_id,
+                    "enable.auto.commit": False,
+                    "auto.offset.reset": "earliest",
+                    "topic.metadata.refresh.interval.ms": 5000,
+                    **self._config,
+                }
+            )
+            self._consumer = Consumer(config)
+            self._consumer.subscribe(list(self.topics), on_assign=self._on_assign)
+        return self._consumer
+
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        """Replays seek once per partition; later rebalances resume from the group."""
+        fresh = [tp for tp in partitions if (tp.topic, tp.partition) not in self._replayed]
+        if self.start == "committed" or not fresh:
+            return
+        if isinstance(self.start, dt.datetime):
+            millis = int(self.start.timestamp() * 1000)
+            wanted = [TopicPartition(tp.topic, tp.partition, millis) for tp in fresh]
+            found = {
+                (tp.topic, tp.partition): tp.offset for tp in consumer.offsets_for_times(wanted)
+            }
+        else:
+            found = {(tp.topic, tp.partition): OFFSET_BEGINNING for tp in fresh}
+        for tp in partitions:
+            if (tp.topic, tp.partition) in found:
+                tp.offset = found[(tp.topic, tp.partition)]
+                self._replayed.add((tp.topic, tp.partition))
+        consumer.assign(partitions)
+
+
+def _mark(done: dict[tuple[str, int], int], item: Item) -> None:
+    message = item.message
+    done[(message.topic() or "", message.partition() or 0)] = (message.offset() or 0) + 1
+
+
+def _ok(message: Any) -> bool:
+    error = message.error()
+    if error is None:
+        return True
+    if error.fatal() or not (error.retriable() or error.code() in _IGNORED_ERRORS):
+        raise KafkaException(error)
+    return False
+
+
+def _never_called(event: Event) -> None:
+    raise AssertionError("only duplicates and undecodable messages reach this handler")

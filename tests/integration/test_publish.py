@@ -232,3 +232,21 @@ def test_publish_keeps_accepting_while_the_broker_is_away_up_to_its_bound(
     assert again.depth == 5, "what was not delivered stays spooled for the next run"
     again.close()
     assert not [th for th in threading.enumerate() if th.name == "syncbus-publisher"]
+
+
+def test_a_missing_topic_fails_deliveries_but_loses_nothing(
+    broker: LocalKafka, tmp_path: Path
+) -> None:
+    """raw.credit.penalty does not exist yet (auto-creation is off): the events wait."""
+    recs = records("credit.penalty", 20, seed=9)
+    with Publisher("js-xyb", shipped_bus(), broker.bootstrap, spool_path=tmp_path / "x.db",
+                   registry=CollectorRegistry(),
+                   producer_config={"topic.metadata.propagation.max.ms": 500}) as pub:
+        ids = pub.publish_many("credit.penalty", [{"op": "CREATE", "after": r} for r in recs])
+        assert pub.flush(3) == 20, "undeliverable events stay spooled"
+        failed = pub.metrics.failed.labels("UNKNOWN_TOPIC_OR_PART")._value.get()
+        assert failed >= 20
+        create_raw_topics(broker.bootstrap, ["credit.penalty"])
+        assert pub.flush(60) == 0
+    reads = read_topic(broker.bootstrap, "raw.credit.penalty", 20)
+    assert sorted(r.event_id for r in reads) == sorted(ids)

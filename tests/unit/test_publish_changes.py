@@ -33,7 +33,7 @@ def paths(exc: pytest.ExceptionInfo[ChangeRejected]) -> list[str]:
 def test_only_the_owner_may_publish_a_catalogued_resource(bus: Bus) -> None:
     with pytest.raises(NotPermitted, match="owner is 'js-gaj'"):
         ResourceWriter(bus, "js-scjgj", "population.resident")
-    with pytest.raises(UnknownResource, match="unknown resource 'x.y'"):
+    with pytest.raises(UnknownResource, match=r"unknown resource 'x\.y'"):
         ResourceWriter(bus, "js-gaj", "x.y")
 
 
@@ -113,3 +113,15 @@ def test_json_lines_are_converted_strictly(
     with pytest.raises(ChangeRejected) as exc:
         writer.from_json({"after": {**to_json(resident), "birth_date": "1990-13-01"}, "x": 1})
     assert set(paths(exc)) == {"after.birth_date", "x", "op"}
+
+
+def test_event_ids_are_distinct_canonical_version_4_uuids() -> None:
+    import uuid
+
+    from syncbus.publisher.changes import new_event_ids
+
+    ids = new_event_ids(2000)
+    assert len(set(ids)) == 2000
+    for event_id in ids:
+        parsed = uuid.UUID(event_id)
+        assert (str(parsed), parsed.version, parsed.variant) == (event_id, 4, uuid.RFC_4122)

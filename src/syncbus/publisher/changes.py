@@ -19,7 +19,6 @@ import datetime as dt
 import io
 import os
 import time
-import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -65,9 +64,17 @@ def to_micros(value: dt.datetime | int | str | None, default: int) -> int:
 
 
 def new_event_ids(n: int) -> list[str]:
-    """Random (version 4) uuids, drawing the randomness for the batch in one call."""
-    raw = os.urandom(16 * n)
-    return [str(uuid.UUID(bytes=raw[i : i + 16], version=4)) for i in range(0, 16 * n, 16)]
+    """Random (version 4) uuids in their canonical form, drawing the randomness for the
+    whole batch in one call and formatting by slicing (``uuid.UUID`` costs 10 us each)."""
+    h = os.urandom(16 * n).hex()
+    return [
+        f"{h[i:i + 8]}-{h[i + 8:i + 12]}-4{h[i + 13:i + 16]}-"
+        f"{_VARIANT[h[i + 16]]}{h[i + 17:i + 20]}-{h[i + 20:i + 32]}"
+        for i in range(0, 32 * n, 32)
+    ]
+
+
+_VARIANT = {c: "89ab"[int(c, 16) & 3] for c in "0123456789abcdef"}
 
 
 _META_HEADERS = (

@@ -27,7 +27,7 @@ from collections.abc import Callable
 from functools import partial
 from typing import Any
 
-from confluent_kafka import KafkaError, Message, Producer
+from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from syncbus.connection import Connection
 from syncbus.core.topics import raw_topic
@@ -87,7 +87,7 @@ class Sender:
         self._sent_upto = 0  # every spool id <= this has been handed to librdkafka
         self._inflight = 0
         self._acked: list[tuple[int, float, str]] = []  # appended by delivery reports
-        self._failed: list[tuple[int, str]] = []
+        self._failed: list[tuple[int, str, str]] = []
         self._rewind_to: int | None = None
         self._rewind_at = 0.0
         self._settled = threading.Condition()
@@ -115,8 +115,8 @@ class Sender:
                     produce(topic, value, key, headers=headers,
                             on_delivery=partial(report, gen, sent + 1, accepted_at, resource))
                     sent += 1
-            except BufferError:
-                pass  # librdkafka's queue is full: the pump sends the rest
+            except (BufferError, KafkaException):
+                pass  # queue full, or e.g. an unknown topic: the pump sends the rest or retries
             self._inflight += sent - (first_id - 1)
             self._sent_upto = sent
 
@@ -127,7 +127,7 @@ class Sender:
         if err is None:
             self._acked.append((spool_id, accepted_at, resource))
         else:
-            self._failed.append((spool_id, err.name()))
+            self._failed.append((spool_id, err.name(), err.str()))
 
     def _on_error(self, err: KafkaError) -> None:
         if err.fatal():
@@ -140,14 +140,21 @@ class Sender:
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            backlog = self._sent_upto < self._spool.last_id
-            self._producer.poll(0 if backlog else 0.05)
-            self._settle()
-            if self._fatal:
-                self._replace_producer()
-            self._feed()
-            if self._on_tick is not None:
-                self._on_tick()
+            try:
+                self._step()
+            except Exception:  # the pump must outlive any one bad turn; events stay spooled
+                log.exception("publisher pump failed a turn; retrying in %.1f s", self._backoff)
+                self._stop.wait(self._backoff)
+
+    def _step(self) -> None:
+        backlog = self._sent_upto < self._spool.last_id and self._rewind_to is None
+        self._producer.poll(0 if backlog else 0.05)
+        self._settle()
+        if self._fatal:
+            self._replace_producer()
+        self._feed()
+        if self._on_tick is not None:
+            self._on_tick()
 
     def _settle(self) -> None:
         acked, self._acked = self._acked, []
@@ -165,13 +172,15 @@ class Sender:
         with self._lock:
             self._inflight -= len(acked) + len(failed)
             if failed:
-                oldest = min(spool_id for spool_id, _ in failed)
+                oldest = min(spool_id for spool_id, _, _ in failed)
                 self._rewind_to = min(oldest, self._rewind_to or oldest)
                 self._rewind_at = time.monotonic() + self._backoff
-                for _, name in failed:
+                for _, name, _ in failed:
                     self._metrics.failed.labels(name).inc()
-                log.warning("%d deliveries failed (%s); they stay spooled and are resent",
-                            len(failed), failed[0][1])
+                log.warning(
+                    "%d deliveries failed (%s: %s); they stay spooled and are resent in %.1f s",
+                    len(failed), failed[0][1], failed[0][2], self._backoff,
+                )
         self._metrics.spool_depth.set(self._spool.depth)
         with self._settled:
             self._settled.notify_all()
@@ -199,11 +208,22 @@ class Sender:
                     )
                 except BufferError:
                     break
+                except KafkaException as exc:  # refused before queuing, e.g. unknown topic
+                    self._refused(row.id, exc.args[0])
+                    break
                 self._inflight += 1
                 self._sent_upto = row.id
             else:
                 if len(rows) < limit:  # ids up to ``upto`` not returned were acked already
                     self._sent_upto = max(self._sent_upto, upto)
+
+    def _refused(self, spool_id: int, err: KafkaError) -> None:
+        """``produce`` itself refused an event: retry from it after the backoff."""
+        self._metrics.failed.labels(err.name()).inc()
+        self._rewind_to = spool_id
+        self._rewind_at = time.monotonic() + self._backoff
+        log.warning("librdkafka refused an event (%s: %s); it stays spooled and is retried "
+                    "in %.1f s", err.name(), err.str(), self._backoff)
 
     def _replace_producer(self) -> None:
         with self._lock:

@@ -5,7 +5,8 @@ when the broker has acknowledged it (a successful delivery report), so a
 publisher restarted on the same file resends exactly what was not confirmed, in
 the order it was accepted (row id order). The per-(source, resource) sequence
 counters live in the same file and advance in the same transaction as the rows
-they number, so a crash can neither lose a number nor reuse one.
+they number, so a crash can neither lose a number nor reuse one. They live only here:
+deleting the spool file restarts them at 1, which readers see as a reset.
 
 Durability: with ``sync="normal"`` (WAL, ``synchronous=NORMAL``) a committed
 batch survives the death of the process (kill -9, OOM, a crash of the host

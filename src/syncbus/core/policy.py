@@ -11,6 +11,7 @@ API:
     POLICY_FORMAT: version of this layout
     bus_to_dict(bus) -> dict; bus_from_dict(d) -> Bus
     parse_duration(value) -> seconds; parse_expires(value) -> aware UTC datetime | None
+    policy_records(bus) -> {key: bytes}; bus_from_records(records) -> Bus
     Delivery(grant, op); UnroutableEvent; RoutingTable(bus).route(resource, op, region,
         old_region, now) -> list[Delivery]; .effective(resource, now) -> list[Grant]
 """
@@ -18,7 +19,9 @@ API:
 from __future__ import annotations
 
 import dataclasses
+import json
 import re
+from collections.abc import Mapping
 from datetime import UTC, date, datetime, time, timedelta
 from types import MappingProxyType
 from typing import Any
@@ -127,6 +130,45 @@ def bus_from_dict(data: dict[str, Any]) -> Bus:
     )
 
 
+BUS_KEY = "bus"
+GRANT_KEY_PREFIX = "grant/"
+
+
+def policy_records(bus: Bus) -> dict[str, bytes]:
+    """The records of the compacted policy topic: the whole bus, and one per grant.
+
+    A grant change is then one small record; readers overlay grant records on the
+    bus record (``bus_from_records``), so either may arrive first.
+    """
+    data = bus_to_dict(bus)
+    records = {BUS_KEY: json.dumps(data, ensure_ascii=False, sort_keys=True).encode("utf-8")}
+    for key, grant in data["grants"].items():
+        records[GRANT_KEY_PREFIX + key] = json.dumps(grant, sort_keys=True).encode("utf-8")
+    return records
+
+
+def bus_from_records(records: Mapping[str, bytes | None]) -> Bus:
+    """The bus the policy topic holds; a ``None`` value (tombstone) removes a grant.
+
+    Raises ValueError when there is no bus record (``syncbus apply`` never ran).
+    """
+    raw = records.get(BUS_KEY)
+    if raw is None:
+        raise ValueError("the policy topic holds no bus record: run `syncbus apply` first")
+    data = json.loads(raw)
+    grants = dict(data["grants"])
+    for key, value in records.items():
+        if not key.startswith(GRANT_KEY_PREFIX):
+            continue
+        grant_key = key[len(GRANT_KEY_PREFIX) :]
+        if value is None:
+            grants.pop(grant_key, None)
+        else:
+            grants[grant_key] = json.loads(value)
+    data["grants"] = grants
+    return bus_from_dict(data)
+
+
 # --- routing decisions: who receives an event, and as which operation ---------------
 
 
@@ -162,6 +204,10 @@ class RoutingTable:
                     prefixes = tuple(_scope_prefix(scope) for scope in bus.scopes(grant))
                     live.append((grant, prefixes))
             self._grants[resource.id] = tuple(live)
+
+    def effective_ignoring_expiry(self, resource_id: str) -> list[Grant]:
+        """Grants that deliver until they expire: the ones worth preparing views for."""
+        return [g for g, _ in self._live(resource_id)]
 
     def effective(self, resource_id: str, now: datetime) -> list[Grant]:
         """Grants on a resource through which data flows at ``now``."""

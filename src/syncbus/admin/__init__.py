@@ -1,0 +1,1 @@
+"""Admin adapter: make a Kafka cluster match the bus definition (``syncbus apply``)."""

@@ -1,0 +1,150 @@
+"""``syncbus apply``: make the cluster match the bus, like ``kubectl apply``.
+
+Creates the raw, share and side topics, then publishes the policy (the bus and
+one record per grant) and every raw event schema. Running it again changes
+nothing that already matches: existing topics are reported, unchanged policy and
+schema records are not written again, grants removed from ``streams/`` are
+tombstoned so the router stops them.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+from confluent_kafka import Producer
+from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
+
+from syncbus.admin.compacted import read_compacted
+from syncbus.admin.names import TopicNames
+from syncbus.connection import Connection
+from syncbus.core.codec import fingerprint
+from syncbus.core.model import Bus
+from syncbus.core.policy import GRANT_KEY_PREFIX, policy_records
+
+COMPACTED = {"cleanup.policy": "compact"}
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    name: str
+    partitions: int
+    config: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class ApplyReport:
+    created: list[str] = field(default_factory=list)
+    existing: list[str] = field(default_factory=list)
+    mismatched: list[str] = field(default_factory=list)
+    policy_written: list[str] = field(default_factory=list)
+    schemas_written: list[str] = field(default_factory=list)
+
+    def lines(self) -> list[str]:
+        return [
+            f"topics: {len(self.created)} created, {len(self.existing)} existing",
+            *(f"  created {name}" for name in self.created),
+            *(f"  WARNING {line}" for line in self.mismatched),
+            f"policy: {len(self.policy_written)} records written",
+            f"schemas: {len(self.schemas_written)} written",
+        ]
+
+
+def topic_plan(bus: Bus, names: TopicNames, partitions: int) -> list[TopicSpec]:
+    """Every topic the bus needs; share topics exist for pending grants too, ready for approval."""
+    specs = [TopicSpec(names.raw(r), partitions) for r in sorted(bus.resources)]
+    for grant in bus.grants:
+        resource = bus.resources.get(grant.resource)
+        if resource is not None and resource.sharing != "not_shared":
+            specs.append(TopicSpec(names.share(grant.subscriber, grant.resource), partitions))
+    specs += [
+        TopicSpec(names.dlq, partitions),
+        TopicSpec(names.audit, partitions),
+        TopicSpec(names.policy, 1, COMPACTED),
+        TopicSpec(names.schemas, 1, COMPACTED),
+    ]
+    return specs
+
+
+def schema_records(bus: Bus) -> dict[str, bytes]:
+    """Every version's raw event schema by fingerprint (16 hex), as the wire contract says."""
+    records = {}
+    for name in bus.schemas.names():
+        for version in bus.schemas.versions(name):
+            schema = bus.schemas.event_schema(name, version)
+            records[fingerprint(schema).hex()] = json.dumps(schema, ensure_ascii=False).encode()
+    return records
+
+
+def ensure_topics(
+    admin: AdminClient, specs: list[TopicSpec], replication: int, report: ApplyReport
+) -> None:
+    existing = admin.list_topics(timeout=30).topics
+    wanted = []
+    for spec in specs:
+        have = existing.get(spec.name)
+        if have is None:
+            wanted.append(spec)
+            continue
+        report.existing.append(spec.name)
+        if len(have.partitions) != spec.partitions:
+            report.mismatched.append(
+                f"{spec.name} has {len(have.partitions)} partitions, the plan says "
+                f"{spec.partitions}; partitions are never changed by apply"
+            )
+    if not wanted:
+        return
+    futures = admin.create_topics(
+        [NewTopic(s.name, s.partitions, replication, config=s.config) for s in wanted]
+    )
+    for name, future in futures.items():
+        try:
+            future.result(timeout=60)
+            report.created.append(name)
+        except Exception as exc:  # created concurrently by another apply is fine
+            if "TOPIC_ALREADY_EXISTS" not in str(exc):
+                raise RuntimeError(f"cannot create topic {name}: {exc}") from exc
+            report.existing.append(name)
+
+
+def _publish_changes(
+    producer: Producer, topic: str, current: dict[str, bytes], wanted: dict[str, bytes | None]
+) -> list[str]:
+    written = []
+    for key, value in wanted.items():
+        if value is None and key not in current:
+            continue
+        if value is not None and current.get(key) == value:
+            continue
+        producer.produce(topic, key=key.encode(), value=value)
+        written.append(key)
+    if producer.flush(60) > 0:
+        raise RuntimeError(f"records to {topic} not confirmed by the broker within 60 s")
+    return written
+
+
+def apply_bus(
+    bus: Bus,
+    connection: Connection,
+    partitions: int = 3,
+    names: TopicNames | None = None,
+    replication: int = 1,
+) -> ApplyReport:
+    """Create what is missing and publish policy and schemas; safe to run any number of times."""
+    names = names or TopicNames()
+    report = ApplyReport()
+    ensure_topics(
+        AdminClient(connection.confluent()), topic_plan(bus, names, partitions), replication, report
+    )
+    producer = Producer(connection.confluent(**{"enable.idempotence": True, "acks": "all"}))
+    schemas_now = read_compacted(connection, names.schemas)
+    report.schemas_written = _publish_changes(
+        producer, names.schemas, schemas_now, dict(schema_records(bus))
+    )
+    policy_now = read_compacted(connection, names.policy)
+    wanted: dict[str, bytes | None] = dict(policy_records(bus))
+    for key in policy_now:
+        if key.startswith(GRANT_KEY_PREFIX) and key not in wanted:
+            wanted[key] = None  # a grant removed from streams/: tombstone it
+    report.policy_written = _publish_changes(producer, names.policy, policy_now, wanted)
+    return report

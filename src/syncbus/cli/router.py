@@ -1,0 +1,83 @@
+"""``syncbus router``: one router worker in the foreground (run several to share partitions)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from syncbus import settings
+
+
+def _default_workdir() -> str:
+    return str(Path(settings.get("kafka_dir")).parent / "router")
+
+
+@click.command(name="router")
+@click.option("--bootstrap", default=None, help="Kafka bootstrap servers (default: local broker).")
+@click.option(
+    "--secrets",
+    "secrets_file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="JSON/YAML {subscriber: secret} for keyed tokens (else SYNCBUS_TOKEN_SECRETS).",
+)
+@click.option(
+    "--workdir",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=_default_workdir,
+    help="Faust's data directory.",
+)
+@click.option(
+    "--id",
+    "app_id",
+    default="syncbus-router",
+    show_default=True,
+    help="Faust app id; workers with the same id share the partitions.",
+)
+@click.option("--topic-prefix", default="", help="Prefix of every topic (benchmarks, tests).")
+@click.option("--batch", type=click.IntRange(1, 100_000), default=5000, show_default=True)
+@click.option(
+    "--replication",
+    type=click.IntRange(1, 10),
+    default=1,
+    show_default=True,
+    help="Replication of the router's own changelog topic.",
+)
+@click.option("--metrics-port", type=int, default=0, help="Serve Prometheus metrics (0: off).")
+@click.option("--loglevel", default="WARNING", show_default=True)
+def router(
+    bootstrap: str | None,
+    secrets_file: Path | None,
+    workdir: Path,
+    app_id: str,
+    topic_prefix: str,
+    batch: int,
+    replication: int,
+    metrics_port: int,
+    loglevel: str,
+) -> None:
+    """Route raw events to subscribers under the live policy of syncbus.policy."""
+    from prometheus_client import REGISTRY, start_http_server
+
+    from syncbus.admin.names import TopicNames
+    from syncbus.connection import Connection
+    from syncbus.router.app import RouterConfig, run
+    from syncbus.router.secrets import MissingSecret, TokenSecrets
+
+    config = RouterConfig(
+        connection=Connection.from_env(bootstrap),
+        secrets=TokenSecrets.load(secrets_file),
+        workdir=workdir,
+        app_id=app_id,
+        names=TopicNames(topic_prefix),
+        batch_size=batch,
+        replication=replication,
+        loglevel=loglevel,
+    )
+    if metrics_port:
+        start_http_server(metrics_port, registry=REGISTRY)
+    try:
+        run(config, REGISTRY)
+    except (MissingSecret, RuntimeError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from exc

@@ -1,0 +1,54 @@
+"""The router's Prometheus metrics, declared once; the registry is passed in."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from syncbus.router.engine import BatchOutput
+
+
+class RouterMetrics:
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.events = Counter(
+            "syncbus_router_events_total",
+            "Raw events taken from raw topics.",
+            registry=registry,
+        )
+        self.deliveries = Counter(
+            "syncbus_router_deliveries_total",
+            "Events delivered to a share topic, per grant.",
+            ["grant"],
+            registry=registry,
+        )
+        self.dead_letters = Counter(
+            "syncbus_router_dead_letters_total",
+            "Events sent to the dead-letter topic.",
+            ["error"],
+            registry=registry,
+        )
+        self.batch_seconds = Histogram(
+            "syncbus_router_batch_seconds",
+            "Time from taking a batch to the broker confirming all of its output.",
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+            registry=registry,
+        )
+        self.policy_updates = Counter(
+            "syncbus_router_policy_updates_total",
+            "Policy versions applied, or refused.",
+            ["outcome"],
+            registry=registry,
+        )
+        self.policy_age = Gauge(
+            "syncbus_router_policy_loaded_timestamp_seconds",
+            "When the policy in force was loaded.",
+            registry=registry,
+        )
+
+    def observe(self, output: BatchOutput, seconds: float) -> None:
+        """Once per batch: counters move by the batch's totals, not per event."""
+        self.events.inc(output.events)
+        for grant, n in output.delivered.items():
+            self.deliveries.labels(grant).inc(n)
+        for error, n in output.dead_by_error.items():
+            self.dead_letters.labels(error).inc(n)
+        self.batch_seconds.observe(seconds)

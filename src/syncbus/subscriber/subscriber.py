@@ -37,6 +37,7 @@ from syncbus.subscriber.store import SqlStore
 Handler = Callable[[Event], Any]
 TransactionalHandler = Callable[[Event, SqlStore], Any]
 Start = Literal["committed", "beginning"] | dt.datetime
+JOIN_GRACE_S = 60.0
 _IGNORED_ERRORS = (KafkaError._PARTITION_EOF, KafkaError.UNKNOWN_TOPIC_OR_PART)
 
 
@@ -190,16 +191,25 @@ class Subscriber:
     # -- the loop ----------------------------------------------------------------------
 
     def _batches(self, idle_timeout: float | None) -> Iterator[list[Item]]:
+        """Batches of prepared messages. Idle time counts while partitions are assigned:
+        a restart waits for the group to drop the killed member first (up to its session
+        timeout), and that wait is not idleness; without any assignment the limit is
+        ``idle_timeout + JOIN_GRACE_S``."""
         consumer = self._open()
         self._stopping = False
-        idle_since = time.monotonic()
+        self._assigned = False
+        self._idle_since = time.monotonic()
+        self._idle_since = time.monotonic()
         while not self._stopping:
             messages = [m for m in consumer.consume(self.batch_size, self.poll_timeout) if _ok(m)]
             if not messages:
-                if idle_timeout is not None and time.monotonic() - idle_since >= idle_timeout:
+                limit = idle_timeout
+                if limit is not None and not self._assigned:
+                    limit += JOIN_GRACE_S
+                if limit is not None and time.monotonic() - self._idle_since >= limit:
                     return
                 continue
-            idle_since = time.monotonic()
+            self._idle_since = time.monotonic()
             yield self._prepare.prepare(messages)
 
     def _process(self, item: Item, handler: Any, transactional: bool) -> int:
@@ -288,11 +298,18 @@ class Subscriber:
                 }
             )
             self._consumer = Consumer(config)
-            self._consumer.subscribe(list(self.topics), on_assign=self._on_assign)
+            self._consumer.subscribe(
+                list(self.topics),
+                on_assign=self._on_assign,
+                on_revoke=self._on_revoke,
+                on_lost=self._on_revoke,
+            )
         return self._consumer
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         """Replays seek once per partition; later rebalances resume from the group."""
+        self._assigned = bool(partitions)
+        self._idle_since = time.monotonic()
         fresh = [tp for tp in partitions if (tp.topic, tp.partition) not in self._replayed]
         if self.start == "committed" or not fresh:
             return
@@ -309,6 +326,9 @@ class Subscriber:
                 tp.offset = found[(tp.topic, tp.partition)]
                 self._replayed.add((tp.topic, tp.partition))
         consumer.assign(partitions)
+
+    def _on_revoke(self, _consumer: Consumer, _partitions: list[TopicPartition]) -> None:
+        self._assigned = False
 
 
 def _mark(done: dict[tuple[str, int], int], item: Item) -> None:

@@ -57,3 +57,10 @@ def test_removing_nothing_or_unknown_ids_changes_nothing(tmp_path: Path) -> None
     assert spool.remove([40, 41]) == 0
     assert spool.depth == 2
     spool.close()
+
+
+def test_a_spool_belongs_to_one_department(tmp_path: Path) -> None:
+    Spool(tmp_path / "s.db", department="js-gaj").close()
+    with pytest.raises(SpoolLocked, match="belongs to department 'js-gaj'"):
+        Spool(tmp_path / "s.db", department="js-scjgj")
+    Spool(tmp_path / "s.db", department="js-gaj").close()

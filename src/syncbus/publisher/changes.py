@@ -243,7 +243,8 @@ class ResourceWriter:
         return headers_of(self.source, self.resource.id, self._fp_hex, parts)
 
     def heartbeat(self, seq: int, event_id: str, published: int, region: str) -> Prepared:
-        """A HEARTBEAT: key = resource id, no record; says "alive, no changes"."""
+        """A HEARTBEAT: key = resource id, no record; says "alive, no changes". Its region
+        header is the department's own region, which covers every record it publishes."""
         event = {
             "event_id": event_id, "source": self.source, "resource": self.resource.id,
             "op": "HEARTBEAT", "key": None, "region": None, "sequence": seq,

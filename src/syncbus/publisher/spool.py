@@ -39,6 +39,9 @@ CREATE TABLE IF NOT EXISTS sequences (
     resource TEXT PRIMARY KEY,
     last INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS owner (
+    department TEXT NOT NULL
+);
 """
 
 
@@ -52,13 +55,18 @@ class SpooledEvent(NamedTuple):
 
 
 class SpoolLocked(RuntimeError):
-    """Another publisher holds this spool file."""
+    """Another publisher holds this spool file, or it belongs to another department."""
 
 
 class Spool:
     """Thread-safe (one connection behind a lock); ids are assigned here, ascending."""
 
-    def __init__(self, path: Path | str, sync: Literal["normal", "full"] = "normal") -> None:
+    def __init__(
+        self,
+        path: Path | str,
+        sync: Literal["normal", "full"] = "normal",
+        department: str | None = None,
+    ) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock_fd = os.open(f"{self.path}.lock", os.O_CREAT | os.O_RDWR, 0o600)
@@ -75,9 +83,23 @@ class Spool:
         self._db.execute(f"PRAGMA synchronous={sync.upper()}")
         self._db.executescript(_SCHEMA)
         self._lock = threading.Lock()
+        if department is not None:
+            self._claim(department)
         row = self._db.execute("SELECT COALESCE(MAX(id), 0), COUNT(*) FROM events").fetchone()
         self._last_id: int = row[0]
         self._depth: int = row[1]
+
+    def _claim(self, department: str) -> None:
+        """Sequences are per (source, resource): one department's spool is no other's."""
+        row = self._db.execute("SELECT department FROM owner").fetchone()
+        if row is None:
+            self._db.execute("INSERT INTO owner VALUES (?)", (department,))
+        elif row[0] != department:
+            self.close()
+            raise SpoolLocked(
+                f"spool {self.path} belongs to department {row[0]!r}, not {department!r}; "
+                "give each department its own spool path"
+            )
 
     @property
     def depth(self) -> int:

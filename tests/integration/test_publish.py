@@ -250,3 +250,21 @@ def test_a_missing_topic_fails_deliveries_but_loses_nothing(
         assert pub.flush(60) == 0
     reads = read_topic(broker.bootstrap, "raw.credit.penalty", 20)
     assert sorted(r.event_id for r in reads) == sorted(ids)
+
+
+def test_a_small_window_sends_everything_from_the_spool_in_order(
+    broker: LocalKafka, tmp_path: Path
+) -> None:
+    """More accepted than may be in flight: the pump feeds the rest from the spool."""
+    recs = records("licence.business", 50, seed=13)
+    with Publisher("js-scjgj", shipped_bus(), broker.bootstrap, spool_path=tmp_path / "w.db",
+                   window=40, registry=CollectorRegistry()) as pub:
+        ids = pub.publish_many("licence.business",
+                               [{"op": "SNAPSHOT", "after": recs[i % 50]} for i in range(1000)])
+        assert pub.flush(60) == 0
+    reads = mine(read_topic(broker.bootstrap, "raw.licence.business", 1000), set(ids))
+    assert sorted(r.event_id for r in reads) == sorted(ids)
+    last: dict[bytes, int] = defaultdict(int)
+    for r in sorted(reads, key=lambda r: (r.partition, r.offset)):
+        assert int(r.headers[t.H_SEQUENCE]) > last[r.key]
+        last[r.key] = int(r.headers[t.H_SEQUENCE])

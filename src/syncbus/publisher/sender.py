@@ -147,7 +147,11 @@ class Sender:
                 self._stop.wait(self._backoff)
 
     def _step(self) -> None:
-        backlog = self._sent_upto < self._spool.last_id and self._rewind_to is None
+        backlog = (  # only then is there anything to do before the next report
+            self._sent_upto < self._spool.last_id
+            and self._rewind_to is None
+            and self._inflight < self._window
+        )
         self._producer.poll(0 if backlog else 0.05)
         self._settle()
         if self._fatal:

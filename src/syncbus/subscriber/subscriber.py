@@ -23,9 +23,9 @@ from typing import Any, Literal
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
 from prometheus_client import CollectorRegistry
 
+from syncbus.admin.names import TopicNames
 from syncbus.connection import Connection
 from syncbus.core.codec import Codec
-from syncbus.core.topics import share_topic
 from syncbus.subscriber.batch import BatchPreparer, Item
 from syncbus.subscriber.dlq import DeadLetters, HandlerFailed, RetryPolicy, dlq_topic
 from syncbus.subscriber.event import Event
@@ -51,7 +51,8 @@ class Subscriber:
     """Reads ``resources`` as ``subscriber_id`` sees them; see the module doc for the
     guarantees. ``start``: ``"committed"`` (the group's offsets, earliest for a new
     group), ``"beginning"`` or a datetime: a replay, which re-delivers events even if
-    their ids are in the store (still recording them)."""
+    their ids are in the store (still recording them). ``topic_prefix`` matches a
+    router run with ``--topic-prefix`` (benchmarks, tests)."""
 
     def __init__(
         self,
@@ -71,6 +72,7 @@ class Subscriber:
         batch_size: int = 500,
         poll_timeout: float = 0.5,
         consumer_config: Mapping[str, Any] | None = None,
+        topic_prefix: str = "",
     ) -> None:
         if not resources:
             raise ValueError(f"subscriber {subscriber_id!r}: name at least one resource")
@@ -89,7 +91,8 @@ class Subscriber:
             else SqlStore.open(store or default_store_path(subscriber_id, self.group_id))
         )
         self.codec = Codec()
-        self.topics = {share_topic(subscriber_id, r): r for r in self.resources}
+        names = TopicNames(topic_prefix)
+        self.topics = {names.share(subscriber_id, r): r for r in self.resources}
         reader_fps = {
             r: self.codec.register(reader_event_schema(s))
             for r, s in (reader_schemas or {}).items()
@@ -98,7 +101,7 @@ class Subscriber:
         self._prepare = BatchPreparer(
             subscriber_id,
             self.codec,
-            SchemaResolver(self.connection, self.codec),
+            SchemaResolver(self.connection, self.codec, names.schemas),
             self.topics,
             reader_fps,
             self.store,
@@ -108,7 +111,7 @@ class Subscriber:
         )
         self._prepare.check_seen = start == "committed"
         self.dead_letters = DeadLetters(
-            self.connection, dead_letter_topic or dlq_topic(subscriber_id)
+            self.connection, dead_letter_topic or topic_prefix + dlq_topic(subscriber_id)
         )
         self._config = dict(consumer_config or {})
         self._consumer: Consumer | None = None

@@ -1,0 +1,62 @@
+"""``syncbus sink``: keep a subscriber's share as tables in its own database."""
+
+from __future__ import annotations
+
+import click
+
+from syncbus.connection import Connection
+
+
+@click.command("sink")
+@click.option("--as", "subscriber_id", required=True, help="Subscriber id, e.g. city.nanjing.")
+@click.option(
+    "--to",
+    "database",
+    required=True,
+    help="sqlite:///path.db (a bare path means SQLite) or postgresql://user@host:port/db.",
+)
+@click.option(
+    "--resource",
+    "resources",
+    multiple=True,
+    help="Resource id (repeatable); default: every resource the live policy grants it.",
+)
+@click.option("--group", default=None, help="Consumer group (default <subscriber>.sink).")
+@click.option("--max", "max_events", type=int, default=None, help="Stop after N events.")
+@click.option("--timeout", type=float, default=None, help="Stop after S seconds without events.")
+@click.option("--topic-prefix", default="", help="Prefix of every topic (benchmarks, tests).")
+@click.option("--bootstrap", default=None, help="Kafka bootstrap servers (SYNCBUS_BOOTSTRAP).")
+def sink(
+    subscriber_id: str,
+    database: str,
+    resources: tuple[str, ...],
+    group: str | None,
+    max_events: int | None,
+    timeout: float | None,
+    topic_prefix: str,
+    bootstrap: str | None,
+) -> None:
+    """Upsert on key, delete on DELETE: one table per resource, equal to the share."""
+    from syncbus.sink import run_sink
+    from syncbus.sink.grants import granted_resources
+
+    connection = Connection.from_env(bootstrap)
+    try:
+        chosen = list(resources) or granted_resources(connection, subscriber_id, topic_prefix)
+    except (ValueError, KeyError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"sink {subscriber_id} -> {database}: {', '.join(chosen)}", err=True)
+    try:
+        applied = run_sink(
+            subscriber_id,
+            database,
+            chosen,
+            connection=connection,
+            group_id=group,
+            max_events=max_events,
+            idle_timeout=timeout,
+            topic_prefix=topic_prefix,
+        )
+    except KeyboardInterrupt:
+        return
+    click.echo(f"applied {applied} events", err=True)

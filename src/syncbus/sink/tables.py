@@ -1,0 +1,197 @@
+"""A share's table in the subscriber's database: columns from the view schema.
+
+One table per resource (``population.resident`` -> ``population_resident``), primary
+key the delivered entity key, one column per top-level field of the view record
+(nested records, arrays and maps as JSON), and bookkeeping columns ``_event_id``,
+``_op``, ``_source_partition``, ``_offset`` and ``_occurred_at``. Columns are added
+when a newer writer schema brings a field (``ALTER TABLE ... ADD COLUMN``) and never
+dropped, so a grant that narrows leaves nulls. Values are converted for the column
+they land in, as the column exists in the database: a field whose view type changed
+(a date now masked to a string) is written as text where the column is text.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+from collections.abc import Mapping
+from decimal import Decimal
+from typing import Any
+
+from syncbus.core.jsonconv import to_json
+from syncbus.subscriber.store import SQLITE, SqlStore
+
+_SQLITE_TYPES = {
+    "text": "TEXT",
+    "bigint": "INTEGER",
+    "double": "REAL",
+    "boolean": "INTEGER",
+    "date": "TEXT",
+    "timestamp": "TEXT",
+    "numeric": "TEXT",
+    "bytes": "BLOB",
+    "json": "TEXT",
+}
+_POSTGRES_TYPES = {
+    "text": "TEXT",
+    "bigint": "BIGINT",
+    "double": "DOUBLE PRECISION",
+    "boolean": "BOOLEAN",
+    "date": "DATE",
+    "timestamp": "TIMESTAMPTZ",
+    "numeric": "NUMERIC",
+    "bytes": "BYTEA",
+    "json": "JSONB",
+}
+_AVRO_KINDS = {
+    "string": "text",
+    "enum": "text",
+    "int": "bigint",
+    "long": "bigint",
+    "float": "double",
+    "double": "double",
+    "boolean": "boolean",
+    "bytes": "bytes",
+    "fixed": "bytes",
+    "record": "json",
+    "array": "json",
+    "map": "json",
+}
+_LOGICAL_KINDS = {
+    "date": "date",
+    "timestamp-micros": "timestamp",
+    "timestamp-millis": "timestamp",
+    "decimal": "numeric",
+    "uuid": "text",
+}
+
+
+def table_name(resource: str) -> str:
+    return re.sub(r"[^a-z0-9_]", "_", resource.lower())
+
+
+def quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def view_record(event_schema: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The domain view record inside a change-event schema (``before`` holds it)."""
+    for field in event_schema["fields"]:
+        if field["name"] in ("before", "after"):
+            for branch in field["type"] if isinstance(field["type"], list) else [field["type"]]:
+                if isinstance(branch, dict) and branch.get("type") == "record":
+                    return branch
+    raise ValueError(f"event schema {event_schema.get('name')!r} has no before/after record")
+
+
+def kind_of(avro_type: Any) -> str:
+    """The column kind of an Avro field type (unions: their one non-null branch)."""
+    if isinstance(avro_type, list):
+        branches = [b for b in avro_type if b != "null"]
+        return kind_of(branches[0]) if len(branches) == 1 else "json"
+    if isinstance(avro_type, dict):
+        logical = _LOGICAL_KINDS.get(str(avro_type.get("logicalType")))
+        return logical or _AVRO_KINDS.get(str(avro_type.get("type")), "json")
+    return _AVRO_KINDS.get(str(avro_type), "text")
+
+
+def field_kinds(event_schema: Mapping[str, Any]) -> dict[str, str]:
+    return {f["name"]: kind_of(f["type"]) for f in view_record(event_schema)["fields"]}
+
+
+class Table:
+    """One resource's table; knows its columns as they are in the database."""
+
+    def __init__(self, store: SqlStore, resource: str) -> None:
+        self.store = store
+        self.name = table_name(resource)
+        self.types = _SQLITE_TYPES if store.dialect is SQLITE else _POSTGRES_TYPES
+        self.columns: dict[str, str] = {}  # column -> kind
+
+    def ensure(self, kinds: Mapping[str, str]) -> None:
+        """Create the table, or add the columns a newer view brings."""
+        if not self.columns:
+            t = self.types
+            self.store.execute(
+                f"CREATE TABLE IF NOT EXISTS {quote(self.name)} (_key TEXT PRIMARY KEY, "
+                f"_event_id TEXT NOT NULL, _op TEXT NOT NULL, _source_partition {t['bigint']}, "
+                f"_offset {t['bigint']}, _occurred_at {t['timestamp']})"
+            )
+            self.columns = self._existing()
+        for name, kind in kinds.items():
+            if name not in self.columns:
+                self.store.execute(
+                    f"ALTER TABLE {quote(self.name)} ADD COLUMN {quote(name)} {self.types[kind]}"
+                )
+                self.columns[name] = kind
+
+    def _existing(self) -> dict[str, str]:
+        by_type = {v: k for k, v in reversed(list(self.types.items()))}
+        if self.store.dialect is SQLITE:
+            rows = self.store.execute(f"PRAGMA table_info({quote(self.name)})").fetchall()
+            found = {row[1]: str(row[2]).upper() for row in rows}
+        else:
+            rows = self.store.execute(
+                "SELECT column_name, udt_name FROM information_schema.columns "
+                "WHERE table_name = ? AND table_schema = current_schema()",
+                (self.name,),
+            ).fetchall()
+            found = {row[0]: _PG_UDT.get(row[1], "TEXT") for row in rows}
+        return {name: by_type.get(sqltype, "text") for name, sqltype in found.items()}
+
+    def upsert(self, key: str, record: Mapping[str, Any], meta: Mapping[str, Any]) -> None:
+        row = {**{n: self.value(n, v) for n, v in record.items()}, **meta, "_key": key}
+        names = list(row)
+        cols = ", ".join(quote(n) for n in names)
+        marks = ", ".join("?" for _ in names)
+        updates = ", ".join(f"{quote(n)} = excluded.{quote(n)}" for n in names if n != "_key")
+        self.store.execute(
+            f"INSERT INTO {quote(self.name)} ({cols}) VALUES ({marks}) "
+            f"ON CONFLICT (_key) DO UPDATE SET {updates}",
+            [row[n] for n in names],
+        )
+
+    def delete(self, key: str) -> int:
+        cursor = self.store.execute(f"DELETE FROM {quote(self.name)} WHERE _key = ?", (key,))
+        return int(cursor.rowcount or 0)
+
+    def value(self, column: str, value: Any) -> Any:
+        """``value`` as the database takes it for this column as it exists."""
+        if value is None:
+            return None
+        kind = self.columns.get(column, "text")
+        sqlite = self.store.dialect is SQLITE
+        if kind == "json":
+            text = json.dumps(to_json(value), ensure_ascii=False)
+            return text if sqlite else _jsonb(text)
+        if kind == "text" and not isinstance(value, str):
+            return (
+                json.dumps(to_json(value), ensure_ascii=False)
+                if isinstance(value, dict | list)
+                else str(to_json(value))
+            )
+        if sqlite and isinstance(value, dt.date | Decimal):
+            return to_json(value)
+        return value
+
+
+_PG_UDT = {
+    "text": "TEXT",
+    "varchar": "TEXT",
+    "int8": "BIGINT",
+    "int4": "BIGINT",
+    "float8": "DOUBLE PRECISION",
+    "bool": "BOOLEAN",
+    "date": "DATE",
+    "timestamptz": "TIMESTAMPTZ",
+    "numeric": "NUMERIC",
+    "bytea": "BYTEA",
+    "jsonb": "JSONB",
+}
+
+
+def _jsonb(text: str) -> Any:
+    from psycopg.types.json import Jsonb
+
+    return Jsonb(json.loads(text))

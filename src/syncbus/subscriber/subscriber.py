@@ -297,6 +297,9 @@ class Subscriber:
                     "enable.auto.commit": False,
                     "auto.offset.reset": "earliest",
                     "topic.metadata.refresh.interval.ms": 5000,
+                    # a restarted subscriber waits out its killed predecessor this long
+                    # (librdkafka's default is 45 s)
+                    "session.timeout.ms": 10000,
                     **self._config,
                 }
             )

@@ -28,7 +28,7 @@ def assign_from_beginning(consumer: Consumer, topic: str, timeout: float = 30.0)
     consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
 
 
-def _watermarks(consumer: Consumer, tp: TopicPartition, timeout: float) -> tuple[int, int]:
+def watermarks(consumer: Consumer, tp: TopicPartition, timeout: float) -> tuple[int, int]:
     """Watermarks, waiting out a just-created partition that has no leader yet."""
     deadline = time.monotonic() + timeout
     while True:
@@ -50,7 +50,7 @@ def read_to_end(
     """Feed every record up to the current end of ``topic`` (already assigned) to ``on_record``."""
     ends: dict[int, int] = {}
     for tp in consumer.assignment():
-        low, high = _watermarks(consumer, tp, timeout)
+        low, high = watermarks(consumer, tp, timeout)
         position = consumer.position([tp])[0].offset
         start = low if position < 0 else max(position, low)
         if high > start:

@@ -34,8 +34,8 @@ class GrantRoute:
     masker: Masker
     topic: str
     encode_id: tuple[bytes, str]  # deliveries with equal ids share one encoding per event
-    audit_masked: list[str]
-    audit_dropped: list[str]
+    audit_tail: str  # the audit JSON after the event id, up to the routed_at value
+    passthrough: bool  # the view is the source schema: raw bytes may be forwarded
 
 
 @dataclass(frozen=True)
@@ -115,9 +115,23 @@ class CompiledPolicy:
             masker,
             topic,
             (view.fingerprint, shared),
-            list(view.plan.masked_fields),
-            list(view.plan.dropped_fields),
+            _audit_tail(grant, view),
+            view.plan.is_identity,
         )
+
+
+def _audit_tail(grant: Grant, view: View) -> str:
+    """``{"event_id": "<id>`` + this + ``<routed_at>}`` is the audit record's JSON."""
+    rest = json.dumps(
+        {
+            "subscriber": grant.subscriber,
+            "resource": grant.resource,
+            "grant": grant.key,
+            "masked_fields": list(view.plan.masked_fields),
+            "dropped_fields": list(view.plan.dropped_fields),
+        }
+    )
+    return '", ' + rest[1:-1] + ', "routed_at": '
 
 
 def _tokenised(view: View) -> str:

@@ -11,7 +11,6 @@ run this same engine, so they compare frameworks, not work.
 
 from __future__ import annotations
 
-import json
 import re
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -25,6 +24,7 @@ from syncbus.core.codec import Codec
 from syncbus.core.problems import ValidationError
 from syncbus.core.regions import is_valid_region
 from syncbus.core.views import NULL_ROUTER_TAIL, router_suffix
+from syncbus.router import speedups
 from syncbus.router.compiled import CompiledPolicy, GrantRoute, ResourceRoute, schema_record
 
 H_SUBSCRIBER = "syncbus-subscriber"
@@ -68,6 +68,7 @@ class RefusedEvent(ValueError):
 
 class RoutingEngine:
     def __init__(self, policy: CompiledPolicy, codec: Codec, names: TopicNames) -> None:
+        speedups.install()
         self.codec = codec
         self.names = names
         self.policy = policy
@@ -91,10 +92,18 @@ class RoutingEngine:
             record: dict[str, Any] | None = None
             try:
                 rr = self.policy.resource(self._resource_of(message.topic))
-                record, _ = self.codec.decode(message.value or b"", rr.reader_fp)
+                record, writer_fp = self.codec.decode(message.value or b"", rr.reader_fp)
                 self._check(rr, record)
                 self._deliver(
-                    message, rr, record, now, routed_at, routed_at_header, sequence_of, out
+                    message,
+                    (writer_fp, message.value or b""),
+                    rr,
+                    record,
+                    now,
+                    routed_at,
+                    routed_at_header,
+                    sequence_of,
+                    out,
                 )
             except Exception as exc:  # every failure of one event is that event's dead letter
                 out.dead.append(self._dead_letter(message, rr, record, exc, now))
@@ -133,6 +142,7 @@ class RoutingEngine:
     def _deliver(
         self,
         message: RawMessage,
+        source: tuple[bytes, bytes],
         rr: ResourceRoute,
         record: dict[str, Any],
         now: datetime,
@@ -158,7 +168,9 @@ class RoutingEngine:
             cache_key = (route.encode_id, delivery.op)
             hit = encoded.get(cache_key)
             if hit is None:
-                hit = encoded[cache_key] = self._encode(route, record, delivery.op, old_region)
+                hit = encoded[cache_key] = self._encode(
+                    route, record, delivery.op, old_region, source
+                )
             key, prefix, delivered_region = hit
             subscriber = delivery.grant.subscriber
             seq_key = f"{subscriber}/{rr.resource.id}/{message.partition}"
@@ -188,10 +200,29 @@ class RoutingEngine:
             out.delivered[delivery.grant.key] += 1
 
     def _encode(
-        self, route: GrantRoute, record: dict[str, Any], op: str, old_region: str | None
+        self,
+        route: GrantRoute,
+        record: dict[str, Any],
+        op: str,
+        old_region: str | None,
+        source: tuple[bytes, bytes] | None = None,
     ) -> tuple[bytes | None, bytes, str]:
-        """Mask and encode one event for one view; the router fields stay null here."""
+        """Mask and encode one event for one view; the router fields stay null here.
+
+        A view that is the source schema, for an event written with that schema and
+        delivered as published, forwards the raw bytes: no masking, no encoding.
+        """
         masker = route.masker
+        if (
+            source is not None
+            and route.passthrough
+            and op == record["op"]
+            and source[0] == route.view.fingerprint
+            and source[1].endswith(NULL_ROUTER_TAIL)
+        ):
+            key = record["key"]
+            key_bytes = key.encode() if key is not None else None
+            return key_bytes, source[1][: -len(NULL_ROUTER_TAIL)], str(record["region"] or "")
         event = dict(record)
         event["op"] = op
         event["subscriber"] = event["delivery_sequence"] = event["routed_at"] = None
@@ -216,17 +247,7 @@ class RoutingEngine:
         return key_bytes, body[: -len(NULL_ROUTER_TAIL)], str(event["region"] or "")
 
     def _audit(self, route: GrantRoute, event_id: str, routed_at: int) -> OutMessage:
-        value = json.dumps(
-            {
-                "event_id": event_id,
-                "subscriber": route.grant.subscriber,
-                "resource": route.grant.resource,
-                "grant": route.grant.key,
-                "masked_fields": route.audit_masked,
-                "dropped_fields": route.audit_dropped,
-                "routed_at": routed_at,
-            }
-        ).encode()
+        value = f'{{"event_id": "{event_id}{route.audit_tail}{routed_at}}}'.encode()
         return (self.names.audit, route.grant.subscriber.encode(), value, [])
 
     def _dead_letter(

@@ -1,0 +1,331 @@
+"""``syncbus bench router``: a real router worker against a plain confluent-kafka loop.
+
+Both do the same work with the same engine (decode once, validate, route, mask and
+encode once per distinct view, dead letters, audit) and the same guarantee (output
+confirmed by the broker before offsets are committed); only the framework differs:
+syncbus is a ``syncbus router`` process (Faust, ``take_events`` batches), the
+baseline a consume/process/produce loop on confluent-kafka in this process.
+
+Each run gets topics of its own (a uuid prefix, created by ``apply``), starts its
+router, waits until it routes a probe, then produces N pre-encoded events at once
+and times until the audit topic holds one record per expected delivery (counted
+from its high watermarks, so counting costs nothing). Runs alternate; medians.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, cast
+
+import click
+from confluent_kafka import Consumer, Producer, TopicPartition
+
+from syncbus import settings
+from syncbus.admin.apply import apply_bus
+from syncbus.admin.compacted import watermarks
+from syncbus.admin.names import TopicNames
+from syncbus.connection import Connection
+from syncbus.core.catalog import load_bus
+from syncbus.core.codec import Codec
+from syncbus.core.model import Bus
+from syncbus.core.policy import RoutingTable
+from syncbus.core.views import ViewCache
+from syncbus.router.compiled import CompiledPolicy
+from syncbus.router.engine import RawMessage, RoutingEngine
+from syncbus.router.follower import PolicyFollower
+from syncbus.router.secrets import TokenSecrets
+from syncbus.router.sink import BatchSink
+from syncbus.router.speedups import RouterCodec
+
+UNIQUE = 2000
+REGIONS = ("320102", "320106", "320508", "320505", "320205", "320583")
+
+
+def _events(bus: Bus, resource: str, n: int) -> tuple[list[tuple[bytes, bytes, Any]], int]:
+    """Pre-encoded raw events (cycled from UNIQUE records) and how many deliveries they make."""
+    from syncbus.core import topics as t
+    from syncbus.core.fake import make_record
+
+    res = bus.resource(resource)
+    codec = Codec()
+    fp = codec.register(bus.schemas.event_schema(res.schema))
+    table, now = RoutingTable(bus), datetime.now(UTC)
+    pool, fanout = [], []
+    domain = bus.schemas.latest(res.schema)
+    for i in range(min(n, UNIQUE)):
+        record = make_record(res.schema, region=REGIONS[i % len(REGIONS)], seed=i)
+        record = {f["name"]: record.get(f["name"]) for f in domain["fields"]}
+        region, key = record[res.region_field], str(record[res.key_field])
+        micros = int(time.time() * 1_000_000)
+        event = {
+            "event_id": str(uuid.uuid4()),
+            "source": res.owner,
+            "resource": resource,
+            "op": "SNAPSHOT",
+            "key": key,
+            "region": region,
+            "sequence": i + 1,
+            "occurred_at": micros,
+            "published_at": micros,
+            "before": None,
+            "after": record,
+        }
+        headers = [
+            (t.H_RESOURCE, resource.encode()),
+            (t.H_OP, b"SNAPSHOT"),
+            (t.H_REGION, region.encode()),
+            (t.H_FINGERPRINT, fp.hex().encode()),
+        ]
+        pool.append((key.encode(), codec.encode(fp, event), headers))
+        fanout.append(len(table.route(resource, "SNAPSHOT", region, None, now)))
+    return [pool[i % len(pool)] for i in range(n)], sum(fanout[i % len(pool)] for i in range(n))
+
+
+def _audit_count(consumer: Consumer, topic: str, partitions: int) -> int:
+    return sum(watermarks(consumer, TopicPartition(topic, p), 30)[1] for p in range(partitions))
+
+
+def _timed(
+    conn: Connection,
+    names: TopicNames,
+    resource: str,
+    events: list[Any],
+    expected: int,
+    partitions: int,
+    timeout: float = 600.0,
+) -> float:
+    """Produce every event, then wait for ``expected`` audit records; events per second."""
+    watcher = Consumer(conn.confluent(**{"group.id": f"bench-{uuid.uuid4()}"}))
+    base = _audit_count(watcher, names.audit, partitions)
+    producer = Producer(
+        conn.confluent(
+            **{
+                "linger.ms": 20,
+                "batch.num.messages": 10000,
+                "queue.buffering.max.messages": 2_000_000,
+            }
+        )
+    )
+    started = time.monotonic()
+    for key, value, headers in events:
+        producer.produce(names.raw(resource), value, key, headers=headers)
+    producer.flush(120)
+    while _audit_count(watcher, names.audit, partitions) - base < expected:
+        if time.monotonic() - started > timeout:
+            raise click.ClickException(f"{names.prefix}: output incomplete after {timeout} s")
+        time.sleep(0.05)
+    elapsed = time.monotonic() - started
+    watcher.close()
+    return len(events) / elapsed
+
+
+def _probe(
+    conn: Connection, names: TopicNames, resource: str, probe: Any, partitions: int, alive: Any
+) -> None:
+    watcher = Consumer(conn.confluent(**{"group.id": f"bench-{uuid.uuid4()}"}))
+    producer = Producer(conn.confluent())
+    producer.produce(names.raw(resource), probe[1], probe[0], headers=probe[2])
+    producer.flush(30)
+    deadline = time.monotonic() + 180
+    while _audit_count(watcher, names.audit, partitions) == 0:
+        if time.monotonic() > deadline or not alive():
+            raise click.ClickException(f"{names.prefix}: the router never routed its probe")
+        time.sleep(0.2)
+    watcher.close()
+
+
+def _rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def _run_router(
+    bus: Bus,
+    conn: Connection,
+    resource: str,
+    events: list[Any],
+    expected: int,
+    partitions: int,
+    batch: int,
+    secrets: Path,
+    workdir: Path,
+) -> tuple[float, float]:
+    names = TopicNames(f"bench{uuid.uuid4().hex[:8]}.")
+    apply_bus(bus, conn, partitions, names)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "syncbus",
+            "router",
+            "--bootstrap",
+            conn.bootstrap,
+            "--id",
+            f"{names.prefix}router",
+            "--topic-prefix",
+            names.prefix,
+            "--secrets",
+            str(secrets),
+            "--workdir",
+            str(workdir),
+            "--batch",
+            str(batch),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=open(workdir / f"{names.prefix}log", "wb"),  # noqa: SIM115
+    )
+    try:
+        _probe(conn, names, resource, events[0], partitions, lambda: proc.poll() is None)
+        eps = _timed(conn, names, resource, events, expected, partitions)
+        return eps, _rss_mb(proc.pid)
+    finally:
+        proc.terminate()
+        proc.wait(60)
+
+
+def _baseline_loop(
+    conn: Connection,
+    names: TopicNames,
+    resource: str,
+    secrets: TokenSecrets,
+    batch: int,
+    stop: threading.Event,
+) -> None:
+    bus = PolicyFollower(conn, names.policy).load()
+    codec = RouterCodec()
+    policy = CompiledPolicy(bus, secrets, codec, ViewCache(), names, os.urandom(32))
+    engine = RoutingEngine(policy, codec, names)
+    sink = BatchSink(conn, names.schemas)
+    sequences: dict[str, int] = {}
+    consumer = Consumer(
+        conn.confluent(
+            **{
+                "group.id": f"{names.prefix}baseline",
+                "auto.offset.reset": "earliest",
+                "enable.auto.commit": False,
+            }
+        )
+    )
+    consumer.subscribe([names.raw(resource)])
+    try:
+        while not stop.is_set():
+            messages = [m for m in consumer.consume(batch, timeout=0.05) if m.error() is None]
+            if not messages:
+                continue
+            raw = [
+                RawMessage(
+                    m.topic() or "",
+                    m.partition() or 0,
+                    m.offset() or 0,
+                    m.key(),
+                    m.value(),
+                    cast(Any, m.headers()),
+                )
+                for m in messages
+            ]
+            output = engine.process(raw, datetime.now(UTC), lambda k: sequences.get(k, 0))
+            sink.write(output)
+            sink.confirmed_blocking()
+            sequences.update({k: v for k, (_, v) in output.sequences.items()})
+            consumer.commit(asynchronous=True)
+    finally:
+        consumer.close()
+
+
+def _run_baseline(
+    bus: Bus,
+    conn: Connection,
+    resource: str,
+    events: list[Any],
+    expected: int,
+    partitions: int,
+    batch: int,
+    secrets: TokenSecrets,
+) -> float:
+    names = TopicNames(f"bench{uuid.uuid4().hex[:8]}.")
+    apply_bus(bus, conn, partitions, names)
+    stop = threading.Event()
+    loop = threading.Thread(
+        target=_baseline_loop, args=(conn, names, resource, secrets, batch, stop), daemon=True
+    )
+    loop.start()
+    try:
+        _probe(conn, names, resource, events[0], partitions, loop.is_alive)
+        return _timed(conn, names, resource, events, expected, partitions)
+    finally:
+        stop.set()
+        loop.join(30)
+
+
+@click.command("router")
+@click.option("--events", default=50_000, show_default=True, help="Events per run.")
+@click.option("--runs", default=3, show_default=True, help="Runs of each; medians reported.")
+@click.option("--resource", default="population.resident", show_default=True)
+@click.option("--partitions", default=3, show_default=True)
+@click.option("--batch", default=5000, show_default=True, help="Events per batch (both).")
+@click.option("--bootstrap", default=None, help="Default SYNCBUS_BOOTSTRAP, then the local broker.")
+@click.option("--json", "as_json", is_flag=True, help="End with one JSON line of the results.")
+def command(
+    events: int,
+    runs: int,
+    resource: str,
+    partitions: int,
+    batch: int,
+    bootstrap: str | None,
+    as_json: bool,
+) -> None:
+    """Events/s through a router worker and through a plain confluent-kafka loop."""
+    conn = Connection.from_env(bootstrap)
+    bus = load_bus(Path(settings.get("streams")), Path(settings.get("schemas")))
+    click.echo(f"preparing {events} {resource} events ...", err=True)
+    pool, expected = _events(bus, resource, events)
+    secret_map = {s: uuid.uuid4().hex for s in bus.subscribers}
+    sy, base, rss = [], [], []
+    with tempfile.TemporaryDirectory(prefix="syncbus-bench-router-") as tmp:
+        secrets_file = Path(tmp, "secrets.json")
+        secrets_file.write_text(json.dumps(secret_map))
+        for run in range(1, runs + 1):
+            eps, mb = _run_router(
+                bus, conn, resource, pool, expected, partitions, batch, secrets_file, Path(tmp)
+            )
+            sy.append(eps)
+            rss.append(mb)
+            base.append(
+                _run_baseline(
+                    bus, conn, resource, pool, expected, partitions, batch, TokenSecrets(secret_map)
+                )
+            )
+            click.echo(
+                f"run {run}: syncbus {sy[-1]:,.0f} ev/s  baseline {base[-1]:,.0f} ev/s"
+                f"  router rss {mb:.0f} MB",
+                err=True,
+            )
+    result = {
+        "benchmark": "router",
+        "events": events,
+        "deliveries_per_run": expected,
+        "syncbus_eps": round(statistics.median(sy)),
+        "baseline_eps": round(statistics.median(base)),
+        "ratio": round(statistics.median(sy) / statistics.median(base), 3),
+        "syncbus_runs": [round(x) for x in sy],
+        "baseline_runs": [round(x) for x in base],
+        "router_rss_mb": round(max(rss), 1),
+    }
+    click.echo(f"syncbus router   {result['syncbus_eps']:>10,} ev/s (median of {runs})")
+    click.echo(f"baseline loop    {result['baseline_eps']:>10,} ev/s")
+    click.echo(f"ratio            {result['ratio']:>10}")
+    click.echo(f"router rss       {result['router_rss_mb']:>10} MB")
+    if as_json:
+        click.echo(json.dumps(result))

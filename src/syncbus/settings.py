@@ -39,6 +39,17 @@ SETTINGS: dict[str, Setting] = {
         _user_dir("XDG_CACHE_HOME", ".cache", "syncbus", "kafka"),
         "Where the Apache Kafka jars from Maven Central are cached.",
     ),
+    "state_dir": Setting(
+        "XDG_STATE_HOME",
+        str(Path.home() / ".local" / "state"),
+        "Base of per-user state: publisher spools, subscriber dedupe stores, router tables.",
+    ),
+    "token_secrets": Setting(
+        "SYNCBUS_TOKEN_SECRETS",
+        "",
+        'Router: per-subscriber HMAC secrets as JSON {"<subscriber>": "<secret>"}; '
+        "never in streams/ (--secrets FILE adds to it).",
+    ),
     "streams": Setting("SYNCBUS_STREAMS", "streams", "The bus definition (YAML)."),
     "schemas": Setting("SYNCBUS_SCHEMAS", "schemas", "The Avro schemas (.avsc)."),
 }

@@ -117,6 +117,8 @@ class Subscriber:
         self._consumer: Consumer | None = None
         self._replayed: set[tuple[str, int]] = set()
         self._stopping = False
+        self._assigned = False  # holds partitions now (idle time counts only then)
+        self._idle_since = time.monotonic()
 
     # -- public API ------------------------------------------------------------------
 
@@ -200,8 +202,6 @@ class Subscriber:
         ``idle_timeout + JOIN_GRACE_S``."""
         consumer = self._open()
         self._stopping = False
-        self._assigned = False
-        self._idle_since = time.monotonic()
         self._idle_since = time.monotonic()
         while not self._stopping:
             messages = [m for m in consumer.consume(self.batch_size, self.poll_timeout) if _ok(m)]

@@ -14,7 +14,6 @@ two steps repeats it.
 from __future__ import annotations
 
 import datetime as dt
-import os
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -23,6 +22,7 @@ from typing import Any, Literal
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
 from prometheus_client import CollectorRegistry
 
+from syncbus import settings
 from syncbus.admin.names import TopicNames
 from syncbus.connection import Connection
 from syncbus.core.codec import Codec
@@ -42,9 +42,8 @@ _IGNORED_ERRORS = (KafkaError._PARTITION_EOF, KafkaError.UNKNOWN_TOPIC_OR_PART)
 
 
 def default_store_path(subscriber_id: str, group_id: str) -> Path:
-    """Per (subscriber, group) under the XDG state directory, beside the local broker's."""
-    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
-    return Path(base, "syncbus", "subscriber", f"{group_id}.db")
+    """Per (subscriber, group) under the state directory (setting ``state_dir``)."""
+    return Path(settings.get("state_dir"), "syncbus", "subscriber", f"{group_id}.db")
 
 
 class Subscriber:

@@ -24,24 +24,22 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from syncbus.core.codec import Codec
 from syncbus.core.schemas import SchemaRepository, event_schema
 from syncbus.core.topics import (
+    H_DELIVERY_SEQUENCE,
     H_EVENT_ID,
     H_FINGERPRINT,
+    H_GRANT,
     H_OCCURRED_AT,
     H_OP,
     H_PUBLISHED_AT,
     H_REGION,
     H_RESOURCE,
+    H_ROUTED_AT,
     H_SEQUENCE,
     H_SOURCE,
-    SCHEMAS_TOPIC,
-    share_topic,
-)
-from syncbus.subscriber.event import (
-    H_DELIVERY_SEQUENCE,
-    H_GRANT,
-    H_ROUTED_AT,
     H_SOURCE_PARTITION,
     H_SUBSCRIBER,
+    SCHEMAS_TOPIC,
+    share_topic,
 )
 
 REPO = Path(__file__).resolve().parents[1]

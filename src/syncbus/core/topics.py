@@ -33,12 +33,21 @@ H_OCCURRED_AT = "syncbus-occurred-at"
 H_PUBLISHED_AT = "syncbus-published-at"
 H_FINGERPRINT = "syncbus-fingerprint"
 
+# added by the router to every delivery on a share topic; the delivery sequence
+# runs per (subscriber, resource, source partition), named by H_SOURCE_PARTITION
+H_SUBSCRIBER = "syncbus-subscriber"
+H_GRANT = "syncbus-grant"
+H_DELIVERY_SEQUENCE = "syncbus-delivery-sequence"
+H_ROUTED_AT = "syncbus-routed-at"
+H_SOURCE_PARTITION = "syncbus-source-partition"
+
 # dead-letter headers: where the bad message came from and why it was refused
 H_DLQ_TOPIC = "syncbus-dlq-topic"
 H_DLQ_PARTITION = "syncbus-dlq-partition"
 H_DLQ_OFFSET = "syncbus-dlq-offset"
+H_DLQ_ERROR_CLASS = "syncbus-dlq-error-class"
 H_DLQ_ERROR = "syncbus-dlq-error"
-H_DLQ_MESSAGE = "syncbus-dlq-message"
+H_DLQ_TIME = "syncbus-dlq-time"
 
 
 def raw_topic(resource_id: str) -> str:

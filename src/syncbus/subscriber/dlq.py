@@ -19,11 +19,16 @@ from confluent_kafka import KafkaError, KafkaException, Message, Producer
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
 from syncbus.connection import Connection
-from syncbus.core.topics import H_DLQ_OFFSET, H_DLQ_PARTITION, H_DLQ_TOPIC, encode_header
+from syncbus.core.topics import (
+    H_DLQ_ERROR,
+    H_DLQ_ERROR_CLASS,
+    H_DLQ_OFFSET,
+    H_DLQ_PARTITION,
+    H_DLQ_TIME,
+    H_DLQ_TOPIC,
+    encode_header,
+)
 
-H_DLQ_ERROR_CLASS = "syncbus-dlq-error-class"
-H_DLQ_ERROR_TEXT = "syncbus-dlq-error"
-H_DLQ_TIME = "syncbus-dlq-time"
 FLUSH_TIMEOUT_S = 30.0
 
 
@@ -85,7 +90,7 @@ class DeadLetters:
             (H_DLQ_PARTITION, encode_header(message.partition() or 0)),
             (H_DLQ_OFFSET, encode_header(message.offset() or 0)),
             (H_DLQ_ERROR_CLASS, encode_header(type(error).__name__)),
-            (H_DLQ_ERROR_TEXT, encode_header(str(error)[:2000])),
+            (H_DLQ_ERROR, encode_header(str(error)[:2000])),
             (H_DLQ_TIME, encode_header(time.time_ns() // 1000)),
         ]
         self._producer.produce(

@@ -15,13 +15,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from syncbus.core.jsonconv import to_json
-from syncbus.core.topics import decode_header
-
-H_SUBSCRIBER = "syncbus-subscriber"
-H_GRANT = "syncbus-grant"
-H_DELIVERY_SEQUENCE = "syncbus-delivery-sequence"
-H_ROUTED_AT = "syncbus-routed-at"
-H_SOURCE_PARTITION = "syncbus-source-partition"
+from syncbus.core.topics import (
+    H_DELIVERY_SEQUENCE,
+    H_ROUTED_AT,
+    H_SOURCE_PARTITION,
+    decode_header,
+)
 
 Headers = Sequence[tuple[str, str | bytes | None]] | Mapping[str, str | bytes | None]
 

@@ -25,10 +25,12 @@ from typing import Any
 
 from stdnum.cn import ric, uscc
 
-from syncbus.core.regions import is_valid_region
+from syncbus.core.regions import is_valid_region, region_name
 
 _USCC_ALPHABET = "0123456789ABCDEFGHJKLMNPQRTUWXY"
 DEFAULT_REGIONS = ("320102", "320106", "320205", "320505", "320508", "320583")
+# generated dates stay before this day, so a record never claims a future registration
+LATEST_DATE = dt.date(2025, 12, 31)
 ETHNICITIES = ("汉族", "汉族", "汉族", "汉族", "回族", "满族", "蒙古族", "壮族")
 
 
@@ -78,6 +80,11 @@ def _faker(rng: random.Random) -> Any:
     return fake
 
 
+def _address(region: str, fake: Any) -> str:
+    """A street address written the Chinese way: province, city, district, then street."""
+    return f"{region_name(region)}{fake.street_address()}"
+
+
 def _resident(rng: random.Random, region: str, fake: Any) -> dict[str, Any]:
     female = rng.random() < 0.5
     born = _birth_date(rng, region)
@@ -88,9 +95,9 @@ def _resident(rng: random.Random, region: str, fake: Any) -> dict[str, Any]:
         "birth_date": born,
         "ethnicity": rng.choice(ETHNICITIES),
         "region": region,
-        "address": fake.street_address(),
+        "address": _address(region, fake),
         "phone": fake.phone_number() if rng.random() < 0.9 else None,
-        "registered_on": born + dt.timedelta(days=rng.randrange(0, 9000)),
+        "registered_on": min(born + dt.timedelta(days=rng.randrange(0, 9000)), LATEST_DATE),
     }
 
 
@@ -118,7 +125,7 @@ def _company(rng: random.Random, region: str, fake: Any) -> dict[str, Any]:
         "legal_rep_id": citizen_id(region, _birth_date(rng, region, 1960), rng),
         "registered_capital": Decimal(rng.randrange(10_000, 100_000_000)) / 100,
         "established_on": dt.date(1995, 1, 1) + dt.timedelta(days=rng.randrange(0, 10000)),
-        "address": fake.street_address(),
+        "address": _address(region, fake),
         "region": region,
         "status": rng.choice(("存续", "在业", "注销", "吊销")),
         "business_scope": rng.choice((None, "技术开发、技术咨询、技术服务", "日用百货销售")),

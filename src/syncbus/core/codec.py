@@ -4,8 +4,10 @@ The fingerprint is the CRC-64-AVRO of the schema's Parsing Canonical Form, in
 the little-endian byte order the Avro specification gives for single-object
 encoding, so any Avro implementation can find the writer schema without a
 registry server. A ``Codec`` holds the schemas it has seen by fingerprint; the
-router decodes every event once, so parsed schemas and writer/reader pairs are
-cached and decoding is one ``schemaless_reader`` call on a BytesIO.
+router decodes every event once, so each registered schema gets a compiled
+encoder and decoder (``syncbus.core.avro_compiled``, byte-identical to fastavro),
+fastavro handles whatever those do not take, and resolving a writer against a
+different reader (cached per pair) is fastavro's ``schemaless_reader``.
 
 Decoded types (fastavro's): ``date`` -> ``datetime.date``, ``timestamp-micros``
 -> aware UTC ``datetime``, ``decimal`` -> ``decimal.Decimal``, ``uuid`` -> str
@@ -34,6 +36,8 @@ from fastavro import parse_schema, schemaless_reader, schemaless_writer
 from fastavro.schema import fingerprint as _fastavro_fingerprint
 from fastavro.schema import to_parsing_canonical_form
 
+from syncbus.core.avro_compiled import Decoder, Encoder, compile_encoder
+from syncbus.core.avro_compiled_decode import compile_decoder
 from syncbus.core.compat import incompatibilities
 
 MAGIC = b"\xc3\x01"
@@ -92,6 +96,9 @@ class Codec:
     def __init__(self, schemas: Iterable[Mapping[str, Any]] = ()) -> None:
         self._raw: dict[bytes, dict[str, Any]] = {}
         self._parsed: dict[bytes, Any] = {}
+        self._writers: dict[bytes, Any] = {}  # parsed with fastavro's write hint
+        self._encoders: dict[bytes, tuple[bytes, Encoder | None]] = {}
+        self._decoders: dict[bytes, Decoder | None] = {}
         self._pairs: dict[tuple[bytes, bytes], tuple[Any, Any]] = {}
         for schema in schemas:
             self.register(schema)
@@ -102,6 +109,9 @@ class Codec:
         if fp not in self._parsed:
             raw = json.loads(json.dumps(schema))
             self._parsed[fp] = parse_schema(copy.deepcopy(raw), _write_hint=False)
+            self._writers[fp] = parse_schema(copy.deepcopy(raw))
+            self._encoders[fp] = (MAGIC + fp, compile_encoder(raw))
+            self._decoders[fp] = compile_decoder(raw)
             self._raw[fp] = raw
         return fp
 
@@ -122,13 +132,24 @@ class Codec:
             raise UnknownFingerprint(fp) from None
 
     def encode(self, fp: bytes, record: Mapping[str, Any]) -> bytes:
-        """``C3 01`` + fingerprint + Avro binary body of ``record``."""
-        schema = self._schema(fp)
-        out = io.BytesIO()
-        out.write(MAGIC)
-        out.write(fp)
+        """``C3 01`` + fingerprint + Avro binary body of ``record``.
+
+        The schema's compiled encoder writes the common case; any value it does not
+        take (see ``syncbus.core.avro_compiled``) goes to fastavro, whose bytes and
+        errors are the reference."""
         try:
-            schemaless_writer(out, schema, record)
+            prefix, compiled = self._encoders[fp]
+        except KeyError:
+            raise UnknownFingerprint(fp) from None
+        if compiled is not None:
+            try:
+                return prefix + compiled(record)
+            except Exception:
+                pass
+        out = io.BytesIO()
+        out.write(prefix)
+        try:
+            schemaless_writer(out, self._writers[fp], record)
         except (TypeError, ValueError, KeyError, AttributeError) as exc:
             raise EncodeError(f"record does not fit schema {fp.hex()}: {exc}") from exc
         return out.getvalue()
@@ -153,6 +174,16 @@ class Codec:
     def decode(self, data: bytes, reader_fp: bytes | None = None) -> tuple[Record, bytes]:
         """The record and its writer fingerprint, resolved to ``reader_fp`` when given."""
         writer_fp = peek_fingerprint(data)
+        if reader_fp is None or reader_fp == writer_fp:
+            compiled = self._decoders.get(writer_fp)
+            if compiled is not None:
+                try:
+                    fast, end = compiled(data, HEADER_LEN)
+                except Exception:
+                    pass
+                else:
+                    if end == len(data):
+                        return fast, writer_fp
         writer = self._schema(writer_fp)
         reader = None
         if reader_fp is not None and reader_fp != writer_fp:

@@ -7,6 +7,13 @@ and not null, Avro type of every value, unknown fields, and the ``format`` of a
 field: ``citizen_id`` (GB 11643, ``stdnum.cn.ric``), ``uscc`` (GB 32100,
 ``stdnum.cn.uscc``), ``region_code`` (GB/T 2260).
 
+Every event passes through here, and almost every record is valid, so each
+schema also gets one generated function that only answers "certainly valid"
+(exact types, the check digits computed directly, region and birth-place
+verdicts cached); only a record it does not vouch for walks the checker tree,
+which finds and names every problem. The fast answers accept a subset of what
+stdnum accepts (tests compare them), so the verdicts never differ.
+
 API:
     FieldError(path, reason); ValidationError(errors) (a ValueError, str lists them)
     compile_validator(domain_schema) -> Validator  (cached per schema)
@@ -19,6 +26,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import operator
 from collections.abc import Callable, Mapping
 from decimal import Decimal
 from functools import lru_cache
@@ -43,21 +51,79 @@ def _stdnum_reason(what: str, exc: StdnumError, value: str) -> str:
     return f"{what} has an invalid format (got {value})"
 
 
+@lru_cache(maxsize=65536)
+def _date_ok(yyyymmdd: str) -> bool:
+    try:
+        dt.date(int(yyyymmdd[:4]), int(yyyymmdd[4:6]), int(yyyymmdd[6:]))
+    except ValueError:
+        return False
+    return True
+
+
+@lru_cache(maxsize=65536)
+def _birth_place_ok(region: str, year: str) -> bool:
+    """stdnum's own verdict on a birth place (a code valid in the birth year), cached."""
+    try:
+        ric.get_birth_place(f"{region}{year}01010000")
+    except (StdnumError, LookupError, ValueError):  # stdnum raises KeyError for e.g. 320000
+        return False
+    return True
+
+
+def _citizen_id_ok(v: str) -> bool:
+    """GB 11643 exactly as ``ric.validate`` checks it, for the canonical form only."""
+    head = v[:17]
+    return (
+        len(v) == 18 and head.isascii() and head.isdigit()
+        and v[17] == _RIC_CHECK[(1 - 2 * int(head, 13)) % 11]
+        and _date_ok(v[6:14]) and _birth_place_ok(v[:6], v[6:10])
+    )
+
+
+_RIC_CHECK = "0123456789X"
+_USCC_ALPHABET = "0123456789ABCDEFGHJKLMNPQRTUWXY"
+_USCC_VALUE = {c: i for i, c in enumerate(_USCC_ALPHABET)}
+_USCC_WEIGHTS = (1, 3, 9, 27, 19, 26, 16, 17, 20, 29, 25, 13, 8, 24, 10, 30, 28)
+
+
+def _uscc_ok(v: str) -> bool:
+    """GB 32100 exactly as ``uscc.validate`` checks it, for the canonical form only."""
+    if len(v) != 18 or not (v[:8].isascii() and v[:8].isdigit()):
+        return False
+    try:
+        total = sum(map(operator.mul, map(_USCC_VALUE.__getitem__, v[:17]), _USCC_WEIGHTS))
+    except KeyError:
+        return False
+    return v[17] == _USCC_ALPHABET[(31 - total) % 31]
+
+
+_region_ok = lru_cache(maxsize=8192)(is_valid_region)
+
+_FAST_FORMATS: dict[str, Callable[[str], bool]] = {
+    "citizen_id": _citizen_id_ok, "uscc": _uscc_ok, "region_code": _region_ok,
+}
+
+
 def check_format(fmt: str, value: Any) -> str | None:
     """Why ``value`` breaks format ``fmt``, or None when it is fine."""
     if not isinstance(value, str):
+        return None
+    fast = _FAST_FORMATS.get(fmt)
+    if fast is not None and type(value) is str and fast(value):
         return None
     if fmt == "citizen_id":
         try:
             ric.validate(value)
         except StdnumError as exc:
             return _stdnum_reason("citizen ID", exc, value)
+        except (LookupError, ValueError):  # stdnum's place lookup fails on some codes
+            return f"citizen ID has an invalid birth date or region (got {value})"
     elif fmt == "uscc":
         try:
             uscc.validate(value)
         except StdnumError as exc:
             return _stdnum_reason("USCC", exc, value)
-    elif fmt == "region_code" and not is_valid_region(value):
+    elif fmt == "region_code" and not _region_ok(value):
         return f"not a GB/T 2260 region code (got {value})"
     return None
 
@@ -110,7 +176,7 @@ def _compile(type_: Any, names: dict[str, Check]) -> Check:
         symbols = frozenset(type_["symbols"])
 
         def enum(value: Any, path: str, out: list[FieldError]) -> None:
-            if value not in symbols:
+            if not isinstance(value, str) or value not in symbols:
                 out.append(
                     FieldError(path, f"{value!r} is not one of {', '.join(type_['symbols'])}")
                 )
@@ -182,15 +248,118 @@ def _record(schema: Mapping[str, Any], names: dict[str, Check]) -> Check:
     return record
 
 
+class _Unsupported(Exception):
+    """A schema shape the fast check does not vouch for; the tree checks it alone."""
+
+
+_FAST_TYPES = {
+    "string": "type({v}) is not str", "bytes": "type({v}) is not bytes",
+    "boolean": "type({v}) is not bool", "float": "type({v}) is not float",
+    "double": "type({v}) is not float",
+    "int": "type({v}) is not int or not -2147483648 <= {v} < 2147483648",
+    "long": "type({v}) is not int or not -9223372036854775808 <= {v} < 9223372036854775808",
+    "date": "type({v}) is not _date",
+    "timestamp-micros": "type({v}) is not int and type({v}) is not _datetime",
+    "timestamp-millis": "type({v}) is not int and type({v}) is not _datetime",
+    "decimal": "type({v}) is not _Decimal",
+}
+
+
+class _FastGen:
+    """Source of ``ok(r) -> bool``: True only for records the checker tree would pass."""
+
+    def __init__(self) -> None:
+        self.lines = ["def ok(r):"]
+        self.env: dict[str, Any] = {"_date": dt.date, "_datetime": dt.datetime,
+                                    "_Decimal": Decimal}
+        self.named: dict[str, Mapping[str, Any]] = {}
+        self.n = 0
+
+    def name(self, value: Any = None, prefix: str = "v") -> str:
+        self.n += 1
+        if value is not None:
+            self.env[f"_c{self.n}"] = value
+            return f"_c{self.n}"
+        return f"{prefix}{self.n}"
+
+    def add(self, ind: int, line: str) -> None:
+        self.lines.append("    " * ind + line)
+
+    def record(self, schema: Mapping[str, Any], r: str, ind: int, stack: tuple[str, ...]) -> None:
+        self.named[_full(schema)] = self.named[schema["name"]] = schema
+        known = self.name(frozenset(f["name"] for f in schema["fields"]))
+        self.add(ind, f"if type({r}) is not dict or not {known}.issuperset({r}): return False")
+        for field in schema["fields"]:
+            v, type_, inner = self.name(), field["type"], ind
+            self.add(ind, f"{v} = {r}.get({field['name']!r})")
+            if isinstance(type_, list):
+                branches = [b for b in type_ if b != "null"]
+                if len(branches) != 1:
+                    raise _Unsupported("union of several types")
+                if "null" in type_:
+                    self.add(ind, f"if {v} is not None:")
+                    inner = ind + 1
+                else:
+                    self.add(ind, f"if {v} is None: return False")
+                type_ = branches[0]
+            else:
+                self.add(ind, f"if {v} is None: return False")
+            self.value(type_, v, inner, (*stack, _full(schema)))
+            fast = _FAST_FORMATS.get(field.get("format") or "")
+            if fast is not None and type_ in ("string", {"type": "string"}):
+                self.add(inner, f"if not {self.name(fast)}({v}): return False")
+
+    def value(self, type_: Any, v: str, ind: int, stack: tuple[str, ...]) -> None:
+        if isinstance(type_, str) and type_ in self.named:
+            type_ = self.named[type_]
+        if isinstance(type_, Mapping) and type_["type"] in ("record", "enum"):
+            if _full(type_) in stack:
+                raise _Unsupported("recursive record")
+            if type_["type"] == "record":
+                return self.record(type_, v, ind, stack)
+            self.named[_full(type_)] = self.named[type_["name"]] = type_
+            symbols = self.name(frozenset(type_["symbols"]))
+            return self.add(ind, f"if {v} not in {symbols}: return False")
+        kind = type_ if isinstance(type_, str) else type_.get("logicalType") or type_["type"]
+        if kind not in _FAST_TYPES:
+            kind = type_ if isinstance(type_, str) else type_["type"]
+        if kind not in _FAST_TYPES:
+            raise _Unsupported(str(kind))
+        self.add(ind, f"if {_FAST_TYPES[kind].format(v=v)}: return False")
+        return None
+
+
+def _fast_check(schema: Mapping[str, Any]) -> Callable[[Any], bool] | None:
+    gen = _FastGen()
+    try:
+        gen.record(schema, "r", 1, ())
+    except (_Unsupported, KeyError, TypeError):
+        return None
+    gen.add(1, "return True")
+    exec("\n".join(gen.lines), gen.env)
+    ok: Callable[[Any], bool] = gen.env["ok"]
+    return ok
+
+
 class Validator:
     """A compiled check of one record schema."""
 
     def __init__(self, schema: Mapping[str, Any]) -> None:
         self.schema = schema
         self._check = _record(schema, {})
+        self._fast = _fast_check(schema)
+
+    def valid(self, record: Any) -> bool:
+        """True when the fast check vouches for ``record`` (False: ask ``errors``)."""
+        try:
+            return self._fast is not None and self._fast(record)
+        except Exception:
+            return False
 
     def errors(self, record: Any, prefix: str = "") -> list[FieldError]:
         """Every problem of ``record``; paths start with ``prefix`` (e.g. ``after``)."""
+        if self.valid(record):
+            return []
         out: list[FieldError] = []
         self._check(record, prefix, out)
         return out

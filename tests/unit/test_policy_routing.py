@@ -125,3 +125,13 @@ def test_unknown_resource_and_missing_region_are_unroutable(bus: Bus) -> None:
         table.route("population.nobody", "CREATE", "320508", None, NOW)
     with pytest.raises(UnroutableEvent, match="no region"):
         table.route(RESIDENT, "CREATE", None, None, NOW)
+
+
+def test_a_remembered_decision_never_outlives_a_grant_or_runs_backwards(bus: Bus) -> None:
+    table = RoutingTable(bus)
+    before_expiry = datetime(2027, 6, 29, tzinfo=UTC)  # gusu and xuanwu expire 2027-06-30
+    after_expiry = datetime(2027, 7, 2, tzinfo=UTC)
+    assert "district.gusu" not in receivers(table, "CREATE", "320508", now=after_expiry)
+    assert "district.gusu" in receivers(table, "CREATE", "320508", now=before_expiry)
+    assert "district.gusu" in receivers(table, "CREATE", "320508", now=before_expiry)
+    assert "district.gusu" not in receivers(table, "CREATE", "320508", now=after_expiry)

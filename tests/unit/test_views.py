@@ -8,7 +8,15 @@ from syncbus.core.catalog import Bus
 from syncbus.core.codec import Codec, fingerprint
 from syncbus.core.fake import make_record
 from syncbus.core.masking import Masker
-from syncbus.core.views import NULL_ROUTER_TAIL, ViewCache, router_suffix, view_event_schema
+from syncbus.core.views import (
+    NULL_ROUTER_TAIL,
+    ViewCache,
+    avro_long,
+    routed_at_suffix,
+    router_suffix,
+    subscriber_suffix,
+    view_event_schema,
+)
 
 
 def _grant(bus: Bus, key: str):  # type: ignore[no-untyped-def]
@@ -105,3 +113,14 @@ def test_router_suffix_equals_encoding_the_router_fields(bus: Bus) -> None:
     assert spliced == full
     decoded, _ = codec.decode(spliced)
     assert decoded["routed_at"] == routed_at and decoded["delivery_sequence"] == 123456789
+
+
+def test_router_suffix_is_its_precomputed_parts() -> None:
+    for sequence in (0, 1, 63, 64, 127, 128, 2**31, 2**62):
+        whole = router_suffix("district.gusu", sequence, 1_795_401_015_797_000)
+        parts = (
+            subscriber_suffix("district.gusu")
+            + avro_long(sequence)
+            + routed_at_suffix(1_795_401_015_797_000)
+        )
+        assert whole == parts

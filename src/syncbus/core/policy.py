@@ -204,6 +204,7 @@ class RoutingTable:
                     prefixes = tuple(_scope_prefix(scope) for scope in bus.scopes(grant))
                     live.append((grant, prefixes))
             self._grants[resource.id] = tuple(live)
+        self._decided: dict[tuple[str, str, str | None, str | None], _Decision] = {}
 
     def effective_ignoring_expiry(self, resource_id: str) -> list[Grant]:
         """Grants that deliver until they expire: the ones worth preparing views for."""
@@ -227,7 +228,34 @@ class RoutingTable:
         old_region: str | None,
         now: datetime,
     ) -> list[Delivery]:
-        """Deliveries of one event; a region move splits into DELETE / CREATE / UPDATE."""
+        """Deliveries of one event; a region move splits into DELETE / CREATE / UPDATE.
+
+        The answer depends on the event only through (resource, op, region, old
+        region), a small set, so it is decided once and reused until the next grant
+        expiry; the list returned is shared and must not be changed.
+        """
+        cache_key = (resource_id, op, region, old_region)
+        decided = self._decided.get(cache_key)
+        if decided is not None and decided.since <= now < decided.until:
+            return decided.deliveries
+        deliveries = self._decide(resource_id, op, region, old_region, now)
+        if len(self._decided) >= _MAX_DECISIONS:
+            self._decided.clear()
+        until = min(
+            (g.expires for g, _ in self._live(resource_id) if g.expires and g.expires > now),
+            default=_FOREVER,
+        )
+        self._decided[cache_key] = _Decision(deliveries, now, until)
+        return deliveries
+
+    def _decide(
+        self,
+        resource_id: str,
+        op: str,
+        region: str | None,
+        old_region: str | None,
+        now: datetime,
+    ) -> list[Delivery]:
         live = self._live(resource_id)
         if op == "HEARTBEAT":
             return [Delivery(g, op) for g in self.effective(resource_id, now)]
@@ -252,6 +280,19 @@ class RoutingTable:
             elif in_new:
                 deliveries.append(Delivery(grant, "CREATE"))
         return deliveries
+
+
+_MAX_DECISIONS = 65536  # (resource, op, region, old region) tuples; GB/T 2260 has ~3,200 codes
+_FOREVER = datetime.max.replace(tzinfo=UTC)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Decision:
+    """A routing answer and the span of time in which no grant expiry changes it."""
+
+    deliveries: list[Delivery]
+    since: datetime
+    until: datetime
 
 
 def _scope_prefix(scope: str) -> str:

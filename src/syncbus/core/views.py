@@ -17,6 +17,7 @@ API:
     view_event_schema(domain_schema, plan, clearance, envelope=None) -> dict
     View(grant_key, plan, event_schema, fingerprint); ViewCache.get(domain, grant, key_field)
     NULL_ROUTER_TAIL; router_suffix(subscriber, delivery_sequence, routed_at_micros) -> bytes
+        = subscriber_suffix(subscriber) + avro_long(seq) + routed_at_suffix(routed_at)
     check_router_tail(envelope) -> None (raises ValueError)
 """
 
@@ -120,9 +121,14 @@ class ViewCache:
         return view
 
 
-def _varint(value: int) -> bytes:
+_ONE_BYTE = tuple(bytes((n,)) for n in range(0x80))
+
+
+def avro_long(value: int) -> bytes:
     """Avro long: zig-zag, then base-128 varint, low groups first."""
     n = (value << 1) ^ (value >> 63)
+    if n < 0x80:
+        return _ONE_BYTE[n]
     out = bytearray()
     while n & ~0x7F:
         out.append((n & 0x7F) | 0x80)
@@ -131,17 +137,27 @@ def _varint(value: int) -> bytes:
     return bytes(out)
 
 
+def subscriber_suffix(subscriber: str) -> bytes:
+    """The part of ``router_suffix`` fixed per subscriber, up to the sequence's value.
+
+    The router computes it once per grant; a delivery then appends
+    ``avro_long(sequence) + routed_at_suffix(routed_at)``.
+    """
+    name = subscriber.encode("utf-8")
+    return b"\x02" + avro_long(len(name)) + name + b"\x02"
+
+
+def routed_at_suffix(routed_at_micros: int) -> bytes:
+    """The last part of ``router_suffix``; one per batch, shared by its deliveries."""
+    return b"\x02" + avro_long(routed_at_micros)
+
+
 def router_suffix(subscriber: str, delivery_sequence: int, routed_at_micros: int) -> bytes:
     """Avro bytes of the three router fields, each in its non-null union branch (index 1)."""
-    name = subscriber.encode("utf-8")
     return (
-        b"\x02"
-        + _varint(len(name))
-        + name
-        + b"\x02"
-        + _varint(delivery_sequence)
-        + b"\x02"
-        + _varint(routed_at_micros)
+        subscriber_suffix(subscriber)
+        + avro_long(delivery_sequence)
+        + routed_at_suffix(routed_at_micros)
     )
 
 

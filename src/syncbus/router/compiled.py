@@ -14,12 +14,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from syncbus.admin.names import TopicNames
+from syncbus.core import topics as t
 from syncbus.core.codec import Codec
 from syncbus.core.masking import Masker
 from syncbus.core.model import Bus, Grant, Resource
 from syncbus.core.policy import RoutingTable, UnroutableEvent
 from syncbus.core.validation import Validator, compile_validator
-from syncbus.core.views import View, ViewCache
+from syncbus.core.views import View, ViewCache, subscriber_suffix
 from syncbus.router.secrets import TokenSecrets
 
 DLQ_SUBSCRIBER = "syncbus.dlq"
@@ -36,6 +37,9 @@ class GrantRoute:
     encode_id: tuple[bytes, str]  # deliveries with equal ids share one encoding per event
     audit_tail: str  # the audit JSON after the event id, up to the routed_at value
     passthrough: bool  # the view is the source schema: raw bytes may be forwarded
+    suffix_head: bytes  # views.subscriber_suffix of the subscriber
+    headers: tuple[tuple[str, bytes], ...]  # the delivery headers fixed per grant
+    sequence_prefix: str  # "<subscriber>/<resource>/": + source partition = sequence key
 
 
 @dataclass(frozen=True)
@@ -117,6 +121,9 @@ class CompiledPolicy:
             (view.fingerprint, shared),
             _audit_tail(grant, view),
             view.plan.is_identity,
+            subscriber_suffix(grant.subscriber),
+            ((t.H_SUBSCRIBER, grant.subscriber.encode()), (t.H_GRANT, grant.key.encode())),
+            f"{grant.subscriber}/{resource.id}/",
         )
 
 

@@ -23,17 +23,18 @@ from syncbus.core import topics as t
 from syncbus.core.codec import Codec
 from syncbus.core.problems import ValidationError
 from syncbus.core.regions import is_valid_region
-from syncbus.core.views import NULL_ROUTER_TAIL, router_suffix
+from syncbus.core.topics import (
+    H_DELIVERY_SEQUENCE,
+    H_DLQ_ERROR_CLASS,
+    H_DLQ_TIME,
+    H_ROUTED_AT,
+    H_SOURCE_PARTITION,
+)
+from syncbus.core.views import NULL_ROUTER_TAIL, avro_long, routed_at_suffix
 from syncbus.router import speedups
 from syncbus.router.compiled import CompiledPolicy, GrantRoute, ResourceRoute, schema_record
 
-H_SUBSCRIBER = "syncbus-subscriber"
-H_GRANT = "syncbus-grant"
-H_DELIVERY_SEQUENCE = "syncbus-delivery-sequence"
-H_ROUTED_AT = "syncbus-routed-at"
-H_SOURCE_PARTITION = "syncbus-source-partition"
-H_DLQ_ERROR_CLASS = "syncbus-dlq-error-class"
-H_DLQ_TIME = "syncbus-dlq-time"
+__all__ = ["H_DLQ_ERROR_CLASS", "BatchOutput", "RawMessage", "RefusedEvent", "RoutingEngine"]
 _REWRITTEN = frozenset({t.H_OP, t.H_REGION, t.H_OLD_REGION})
 _GOT = re.compile(r"\s*\(got [^)]*\)")
 
@@ -62,6 +63,15 @@ class BatchOutput:
     events: int = 0
 
 
+class _Stamp(NamedTuple):
+    """The batch's routing time in the forms deliveries need, computed once per batch."""
+
+    now: datetime
+    routed_at: int
+    suffix: bytes  # views.routed_at_suffix
+    header: bytes
+
+
 class RefusedEvent(ValueError):
     """An event whose envelope contradicts itself (resource, region); dead-lettered."""
 
@@ -86,7 +96,7 @@ class RoutingEngine:
         out = BatchOutput(schemas=self._pending_schemas, events=len(batch))
         self._pending_schemas = []
         routed_at = int(now.timestamp() * 1_000_000)
-        routed_at_header = str(routed_at).encode()
+        stamp = _Stamp(now, routed_at, routed_at_suffix(routed_at), str(routed_at).encode())
         for message in batch:
             rr: ResourceRoute | None = None
             record: dict[str, Any] | None = None
@@ -94,17 +104,7 @@ class RoutingEngine:
                 rr = self.policy.resource(self._resource_of(message.topic))
                 record, writer_fp = self.codec.decode(message.value or b"", rr.reader_fp)
                 self._check(rr, record)
-                self._deliver(
-                    message,
-                    (writer_fp, message.value or b""),
-                    rr,
-                    record,
-                    now,
-                    routed_at,
-                    routed_at_header,
-                    sequence_of,
-                    out,
-                )
+                self._deliver(message, writer_fp, rr, record, stamp, sequence_of, out)
             except Exception as exc:  # every failure of one event is that event's dead letter
                 out.dead.append(self._dead_letter(message, rr, record, exc, now))
                 out.dead_by_error[type(exc).__name__] += 1
@@ -142,62 +142,63 @@ class RoutingEngine:
     def _deliver(
         self,
         message: RawMessage,
-        source: tuple[bytes, bytes],
+        writer_fp: bytes,
         rr: ResourceRoute,
         record: dict[str, Any],
-        now: datetime,
-        routed_at: int,
-        routed_at_header: bytes,
+        stamp: _Stamp,
         sequence_of: Callable[[str], int],
         out: BatchOutput,
     ) -> None:
         op, region, before = record["op"], record["region"], record["before"]
         old_region = before[rr.resource.region_field] if op == "UPDATE" and before else None
-        deliveries = self.policy.table.route(rr.resource.id, op, region, old_region, now)
+        deliveries = self.policy.table.route(rr.resource.id, op, region, old_region, stamp.now)
         if not deliveries:
             return
+        raw = message.value or b""
+        partition = message.partition
         base = [h for h in (message.headers or ()) if h[0] not in _REWRITTEN]
+        batch_headers = [
+            (H_ROUTED_AT, stamp.header),
+            (H_SOURCE_PARTITION, str(partition).encode()),
+        ]
         event_id = str(record["event_id"])
-        partition_header = str(message.partition).encode()
-        encoded: dict[tuple[tuple[bytes, str], str], tuple[bytes | None, bytes, str]] = {}
+        seq_suffix = str(partition)
+        encoded: dict[tuple[tuple[bytes, str], str], tuple[bytes | None, bytes, Headers]] = {}
         sent: list[OutMessage] = []
         audit: list[OutMessage] = []
-        sequences: dict[str, tuple[int, int]] = {}
+        sequences = out.sequences
+        started: dict[str, tuple[int, int]] = {}
+        audit_topic = self.names.audit
         for delivery in deliveries:
             route = rr.grants[delivery.grant.key]
             cache_key = (route.encode_id, delivery.op)
             hit = encoded.get(cache_key)
             if hit is None:
-                hit = encoded[cache_key] = self._encode(
-                    route, record, delivery.op, old_region, source
+                key, body, delivered_region = self._encode(
+                    route, record, delivery.op, old_region, writer_fp, raw, event_id
                 )
-            key, prefix, delivered_region = hit
-            subscriber = delivery.grant.subscriber
-            seq_key = f"{subscriber}/{rr.resource.id}/{message.partition}"
-            last = out.sequences.get(seq_key)
+                view_headers = [(t.H_OP, delivery.op.encode()), (t.H_REGION, delivered_region)]
+                if delivery.op == "UPDATE" and old_region and old_region != region:
+                    view_headers.append((t.H_OLD_REGION, old_region.encode()))
+                hit = encoded[cache_key] = (key, body, base + view_headers)
+            key, body, headers = hit
+            seq_key = route.sequence_prefix + seq_suffix
+            last = started.get(seq_key) or sequences.get(seq_key)
             sequence = (last[1] if last else sequence_of(seq_key)) + 1
-            sequences[seq_key] = (message.partition, sequence)
-            headers = [
-                *base,
-                (t.H_OP, delivery.op.encode()),
-                (t.H_REGION, delivered_region.encode()),
-                (H_SUBSCRIBER, subscriber.encode()),
-                (H_GRANT, delivery.grant.key.encode()),
-                (H_DELIVERY_SEQUENCE, str(sequence).encode()),
-                (H_ROUTED_AT, routed_at_header),
-                (H_SOURCE_PARTITION, partition_header),
-            ]
-            if delivery.op == "UPDATE" and old_region and old_region != region:
-                headers.append((t.H_OLD_REGION, old_region.encode()))
-            value = prefix + router_suffix(subscriber, sequence, routed_at)
-            sent.append((route.topic, key, value, headers))
-            audit.append(self._audit(route, event_id, routed_at))
+            started[seq_key] = (partition, sequence)
+            value = body + route.suffix_head + avro_long(sequence) + stamp.suffix
+            sequence_header = (H_DELIVERY_SEQUENCE, str(sequence).encode())
+            out_headers = [*headers, *route.headers, sequence_header, *batch_headers]
+            sent.append((route.topic, key, value, out_headers))
+            audit_json = f'{{"event_id": "{event_id}{route.audit_tail}{stamp.routed_at}}}'
+            audit.append((audit_topic, route.grant.subscriber.encode(), audit_json.encode(), []))
         # only a fully routed event leaves anything behind: no half-delivered events
         out.deliveries += sent
         out.audit += audit
-        out.sequences.update(sequences)
+        sequences.update(started)
+        delivered = out.delivered
         for delivery in deliveries:
-            out.delivered[delivery.grant.key] += 1
+            delivered[delivery.grant.key] += 1
 
     def _encode(
         self,
@@ -205,26 +206,30 @@ class RoutingEngine:
         record: dict[str, Any],
         op: str,
         old_region: str | None,
-        source: tuple[bytes, bytes] | None = None,
-    ) -> tuple[bytes | None, bytes, str]:
-        """Mask and encode one event for one view; the router fields stay null here.
+        writer_fp: bytes | None = None,
+        raw: bytes = b"",
+        event_id: str | None = None,
+    ) -> tuple[bytes | None, bytes, bytes]:
+        """Mask and encode one event for one view, without its null router fields.
 
-        A view that is the source schema, for an event written with that schema and
-        delivered as published, forwards the raw bytes: no masking, no encoding.
+        Returns the delivered key, the value up to the router fields and the
+        delivered region (header bytes). A view that is the source schema, for an
+        event written with that schema and delivered as published, forwards the
+        raw bytes: no masking, no encoding.
         """
-        masker = route.masker
         if (
-            source is not None
-            and route.passthrough
+            route.passthrough
+            and writer_fp == route.view.fingerprint
             and op == record["op"]
-            and source[0] == route.view.fingerprint
-            and source[1].endswith(NULL_ROUTER_TAIL)
+            and raw.endswith(NULL_ROUTER_TAIL)
         ):
             key = record["key"]
             key_bytes = key.encode() if key is not None else None
-            return key_bytes, source[1][: -len(NULL_ROUTER_TAIL)], str(record["region"] or "")
+            return key_bytes, raw[: -len(NULL_ROUTER_TAIL)], (record["region"] or "").encode()
+        masker = route.masker
         event = dict(record)
         event["op"] = op
+        event["event_id"] = event_id if event_id is not None else str(record["event_id"])
         event["subscriber"] = event["delivery_sequence"] = event["routed_at"] = None
         if op == "HEARTBEAT":
             key = record["key"]
@@ -244,11 +249,7 @@ class RoutingEngine:
         if not body.endswith(NULL_ROUTER_TAIL):
             raise AssertionError("encoded view does not end with the null router fields")
         key_bytes = key.encode() if key is not None else None
-        return key_bytes, body[: -len(NULL_ROUTER_TAIL)], str(event["region"] or "")
-
-    def _audit(self, route: GrantRoute, event_id: str, routed_at: int) -> OutMessage:
-        value = f'{{"event_id": "{event_id}{route.audit_tail}{routed_at}}}'.encode()
-        return (self.names.audit, route.grant.subscriber.encode(), value, [])
+        return key_bytes, body[: -len(NULL_ROUTER_TAIL)], (event["region"] or "").encode()
 
     def _dead_letter(
         self,

@@ -35,25 +35,19 @@ class BatchSink:
         self._schemas_topic = schemas_topic
         self._failed: list[OutMessage] = []
 
-    def _on_delivery(self, message: OutMessage) -> Any:
-        def callback(error: KafkaError | None, _msg: Any) -> None:
-            if error is not None:
-                if error.fatal():
-                    raise KafkaException(error)
-                self._failed.append(message)
-
-        return callback
+    def _on_delivery(self, error: KafkaError | None, msg: Any) -> None:
+        """One callback for every record (no closure per record): refused ones are kept."""
+        if error is not None:
+            if error.fatal():
+                raise KafkaException(error)
+            self._failed.append((msg.topic(), msg.key(), msg.value(), msg.headers() or []))
 
     def _produce(self, message: OutMessage) -> None:
         topic, key, value, headers = message
         while True:
             try:
                 self.producer.produce(
-                    topic,
-                    value,
-                    key,
-                    headers=cast(Any, headers),
-                    on_delivery=self._on_delivery(message),
+                    topic, value, key, headers=cast(Any, headers), on_delivery=self._on_delivery
                 )
                 return
             except BufferError:  # local queue full: let librdkafka drain it
@@ -66,9 +60,13 @@ class BatchSink:
                 self.producer.produce(self._schemas_topic, schema, fp_hex.encode())
             if self.producer.flush(60) > 0:
                 raise RuntimeError(f"view schemas not confirmed by {self._schemas_topic}")
+        produce, callback = self.producer.produce, self._on_delivery
         for group in (output.deliveries, output.audit, output.dead):
-            for message in group:
-                self._produce(message)
+            for topic, key, value, headers in group:
+                try:
+                    produce(topic, value, key, headers=cast(Any, headers), on_delivery=callback)
+                except BufferError:  # local queue full: the slow path waits for room
+                    self._produce((topic, key, value, headers))
 
     async def confirmed(self, poll_interval: float = 0.001) -> None:
         """Wait until every record written so far is acknowledged, re-sending refused ones."""

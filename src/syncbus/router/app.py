@@ -1,12 +1,13 @@
 """The Faust adapter: a worker that feeds the engine batches and acks only what is confirmed.
 
-Design around faust-streaming's pitfalls (DESIGN.md): one agent with concurrency
-1 (issue 606), ``take_events`` batches so Faust's per-event cost is paid once and
-our work runs in bulk, output produced with librdkafka and confirmed by the broker
-*before* the agent asks for the next batch, which is when ``take_events`` acks the
-batch's events. An exception in our batch code would still let Faust ack the
-batch, so it is never allowed to escape: per-event failures are dead letters
-(engine), and anything else stops the process at once, before any commit.
+Design around faust-streaming's pitfalls (DESIGN.md): Faust's per-event stream
+path costs more than all of our work, so the consumer hands each fetch of the raw
+topics to ``BatchHandler`` (``router.batching``) in one call; one handler runs at
+a time (no issue 606); output is produced with librdkafka and confirmed by the
+broker *before* the handler acks the batch's messages, and Faust commits only
+acked offsets. An exception in our batch code is never allowed to escape: per-event
+failures are dead letters (engine), and anything else stops the process at once,
+before any of the batch is acked.
 
 Delivery sequences live in a changelogged Faust table keyed
 ``subscriber/resource/partition``; each key is written to the changelog partition
@@ -20,20 +21,22 @@ import asyncio
 import logging
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import faust
+from faust.types import Message
 from prometheus_client import CollectorRegistry
 
 from syncbus.admin.names import TopicNames
 from syncbus.connection import Connection
 from syncbus.core.views import ViewCache
+from syncbus.router.batching import BatchApp
 from syncbus.router.compiled import CompiledPolicy
-from syncbus.router.engine import RawMessage, RoutingEngine
+from syncbus.router.engine import BatchOutput, RawMessage, RoutingEngine
 from syncbus.router.follower import PolicyFollower
 from syncbus.router.metrics import RouterMetrics
 from syncbus.router.secrets import TokenSecrets
@@ -70,23 +73,30 @@ class BatchHandler:
     def _sequence_of(self, key: str) -> int:
         return int(self.table.data.get(key, 0))
 
-    async def handle(self, events: Sequence[Any]) -> None:
+    async def handle(self, messages: Sequence[Message], ack: Callable[[Message], Any]) -> None:
+        """Route, confirm, then ack; a batch is acked whole or not at all."""
         started = time.monotonic()
         batch = [
-            RawMessage(m.topic, m.partition, m.offset, m.key, m.value, m.headers)
-            for m in (event.message for event in events)
+            RawMessage(m.topic, m.partition, m.offset, m.key, m.value, cast(Any, m.headers))
+            for m in messages
         ]
         output = self.engine.process(batch, datetime.now(UTC), self._sequence_of)
         self.sink.write(output)
         try:
             await self.sink.confirmed()
-        except asyncio.CancelledError:  # shutting down: confirm before take_events acks
+        except asyncio.CancelledError:  # shutting down: confirm, ack, then stop
             self.sink.confirmed_blocking()
+            self._done(output, messages, ack)
             raise
+        self._done(output, messages, ack)
+        self.metrics.observe(output, time.monotonic() - started)
+
+    def _done(self, output: BatchOutput, messages: Sequence[Message], ack: Any) -> None:
         for key, (partition, sequence) in output.sequences.items():
             self.table.data[key] = sequence
             self.table.send_changelog(partition, key, sequence)
-        self.metrics.observe(output, time.monotonic() - started)
+        for message in messages:
+            ack(message)
 
 
 def _broker_url(connection: Connection) -> str:
@@ -109,7 +119,7 @@ def build_app(config: RouterConfig, registry: CollectorRegistry | None = None) -
     partitions = raw_partitions(config.connection, raw_topics)
     metrics = RouterMetrics(registry)
     metrics.policy_age.set_to_current_time()
-    app = faust.App(
+    app = BatchApp(
         config.app_id,
         broker=_broker_url(config.connection),
         store="memory://",
@@ -130,17 +140,25 @@ def build_app(config: RouterConfig, registry: CollectorRegistry | None = None) -
     handler = BatchHandler(engine, sink, table, metrics)
     source = app.topic(*raw_topics, key_serializer="raw", value_serializer="raw")
 
+    async def route_batch(messages: list[Message]) -> None:
+        try:
+            await handler.handle(messages, app.consumer.ack)
+        except asyncio.CancelledError:
+            raise
+        except BaseException:  # never let a batch we did not finish be acked
+            log.critical("batch failed; stopping before its offsets commit", exc_info=True)
+            logging.shutdown()
+            os._exit(EXIT_UNCONFIRMED)
+
+    app.route_batches(raw_topics, route_batch)
+
     @app.agent(source, concurrency=1, name="syncbus.router.route")
     async def route(stream: Any) -> None:
-        async for events in stream.take_events(config.batch_size, within=config.batch_within):
-            try:
-                await handler.handle(events)
-            except asyncio.CancelledError:
-                raise
-            except BaseException:  # never let take_events ack a batch we did not finish
-                log.critical("batch failed; stopping before its offsets commit", exc_info=True)
-                logging.shutdown()
-                os._exit(EXIT_UNCONFIRMED)
+        """Subscribes the raw topics; their messages go to ``route_batch``, never here."""
+        async for _event in stream.events():
+            log.critical("a raw event bypassed the batch handler; stopping before it is acked")
+            logging.shutdown()
+            os._exit(EXIT_UNCONFIRMED)
 
     @app.timer(interval=config.policy_interval)  # type: ignore[untyped-decorator]
     async def follow_policy() -> None:

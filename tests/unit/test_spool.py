@@ -64,3 +64,49 @@ def test_a_spool_belongs_to_one_department(tmp_path: Path) -> None:
     with pytest.raises(SpoolLocked, match="belongs to department 'js-gaj'"):
         Spool(tmp_path / "s.db", department="js-scjgj")
     Spool(tmp_path / "s.db", department="js-gaj").close()
+
+
+def test_acks_inside_a_batch_survive_a_reopening_and_done_batches_go(tmp_path: Path) -> None:
+    spool = Spool(tmp_path / "s.db")
+    spool.append("a.b", rows(5), last_seq=5, now=1.0)
+    spool.append("a.b", rows(5, 5), last_seq=10, now=2.0)
+    assert spool.remove([2, 4, 6, 7, 8, 9, 10, 2]) == 7, "an id acked twice counts once"
+    spool.close()
+
+    again = Spool(tmp_path / "s.db")
+    assert again.depth == 3
+    left = again.pending(0, 10)
+    assert [(r.id, r.key, r.accepted_at) for r in left] == [
+        (1, b"k0", 1.0), (3, b"k2", 1.0), (5, b"k4", 1.0)]
+    assert [r.id for r in again.pending(3, 10)] == [5]
+    assert again.remove([1, 3, 5]) == 3 and again.depth == 0
+    again.close()
+    import sqlite3
+
+    assert sqlite3.connect(tmp_path / "s.db").execute(
+        "SELECT COUNT(*) FROM batches").fetchone() == (0,)
+
+
+def test_a_spool_of_the_per_event_format_is_taken_over(tmp_path: Path) -> None:
+    """Spools written by earlier versions (one row per event) lose nothing on upgrade."""
+    import sqlite3
+
+    db = sqlite3.connect(tmp_path / "old.db")
+    db.executescript(
+        "CREATE TABLE events (id INTEGER PRIMARY KEY, resource TEXT NOT NULL, key BLOB NOT NULL,"
+        " value BLOB NOT NULL, meta TEXT NOT NULL, accepted_at REAL NOT NULL);"
+        "CREATE TABLE sequences (resource TEXT PRIMARY KEY, last INTEGER NOT NULL);"
+        "INSERT INTO sequences VALUES ('a.b', 9);"
+    )
+    db.executemany("INSERT INTO events VALUES (?, ?, ?, ?, ?, ?)", [
+        (i, "a.b" if i < 7 else "c.d", f"k{i}".encode(), b"v", f"m{i}", 1.0)
+        for i in (3, 4, 5, 7, 8)
+    ])
+    db.commit()
+    db.close()
+    spool = Spool(tmp_path / "old.db")
+    assert spool.depth == 5 and spool.last_id == 8 and spool.sequences() == {"a.b": 9}
+    assert [(r.id, r.resource, r.meta) for r in spool.pending(0, 10)] == [
+        (3, "a.b", "m3"), (4, "a.b", "m4"), (5, "a.b", "m5"), (7, "c.d", "m7"), (8, "c.d", "m8")]
+    assert spool.append("a.b", rows(1), last_seq=10, now=2.0) == 9
+    spool.close()

@@ -14,25 +14,22 @@ after a restart rebuilds exactly the headers the first send had.
 
 from __future__ import annotations
 
-import copy
 import datetime as dt
-import io
 import os
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from fastavro import parse_schema, schemaless_writer
-
 from syncbus.core import topics as t
-from syncbus.core.codec import MAGIC, EncodeError, fingerprint
+from syncbus.core.codec import Codec, EncodeError
 from syncbus.core.model import Bus, Resource
 from syncbus.core.problems import FieldError
 from syncbus.core.validation import compile_validator, from_json
 from syncbus.publisher.errors import ChangeRejected, NotPermitted, UnknownResource
 
 DATA_OPS = ("CREATE", "UPDATE", "DELETE", "SNAPSHOT")
+_NEW_STATE = frozenset({"CREATE", "SNAPSHOT"})  # ops carrying only ``after``
 _SEP = "\x1f"  # never in ids, op names, region codes or decimal numbers
 
 
@@ -99,27 +96,6 @@ def make_headers(source: str, resource: str, value: bytes, meta: str) -> Headers
     return headers_of(source, resource, value[2:10].hex(), meta.split(_SEP))
 
 
-class _Encoder:
-    """``Codec.encode``'s bytes (MAGIC, the core fingerprint, the fastavro body) with the
-    schema parsed once for writing: ``Codec`` parses without fastavro's write hint, so
-    fastavro re-parses the schema on every call, several times the cost of the write."""
-
-    def __init__(self, schema: Mapping[str, Any]) -> None:
-        self.fingerprint = fingerprint(schema)
-        self._prefix = MAGIC + self.fingerprint
-        self._parsed = parse_schema(copy.deepcopy(dict(schema)))
-
-    def encode(self, record: Mapping[str, Any]) -> bytes:
-        out = io.BytesIO()
-        out.write(self._prefix)
-        try:
-            schemaless_writer(out, self._parsed, record)
-        except (TypeError, ValueError, KeyError, AttributeError) as exc:
-            fp = self.fingerprint.hex()
-            raise EncodeError(f"record does not fit schema {fp}: {exc}") from exc
-        return out.getvalue()
-
-
 def resolve(bus: Bus, department: str, resource_id: str) -> Resource:
     """The resource, if ``department`` may publish it; the errors say what to fix."""
     if resource_id not in bus.resources:
@@ -141,12 +117,15 @@ class ResourceWriter:
         self.resource = resolve(bus, department, resource_id)
         self.domain = bus.schemas.latest(self.resource.schema)
         self.event_schema = bus.schemas.event_schema(self.resource.schema)
-        self._encoder = _Encoder(self.event_schema)
-        self.fingerprint = self._encoder.fingerprint
+        self._codec = Codec()
+        self.fingerprint = self._codec.register(self.event_schema)
         self._fp_hex = self.fingerprint.hex()
         self.source = department
         self._validator = compile_validator(self.domain)
-        self._record_name = f"{self.domain['namespace']}.{self.domain['name']}"
+        self._valid = self._validator.valid
+        self._h_fixed = ((t.H_SOURCE, department), (t.H_RESOURCE, self.resource.id))
+        self._h_fp = (t.H_FINGERPRINT, self._fp_hex)
+        self._h_op = {op: (t.H_OP, op) for op in (*DATA_OPS, "HEARTBEAT")}
         self._key, self._region = self.resource.key_field, self.resource.region_field
 
     def from_json(self, obj: Any) -> Change:
@@ -180,6 +159,12 @@ class ResourceWriter:
 
     def check(self, change: Change, index: int = 0) -> tuple[str, str, str]:
         """(key, region, old region) of a valid change; raises ChangeRejected naming fields."""
+        after = change.after
+        if (
+            change.before is None and after is not None and change.op in _NEW_STATE
+            and self._valid(after)
+        ):  # the common case, settled by one generated check
+            return str(after[self._key]), str(after[self._region]), ""
         errors = self._op_errors(change)
         for side, record in (("before", change.before), ("after", change.after)):
             if record is not None:
@@ -222,22 +207,56 @@ class ResourceWriter:
         published: int, index: int = 0,
     ) -> Prepared:
         """Key, value and header meta of a checked change."""
-        occurred = to_micros(change.occurred_at, published)
-        name = self._record_name
-        event = {
-            "event_id": event_id, "source": self.source, "resource": self.resource.id,
-            "op": change.op, "key": key, "region": region, "sequence": seq,
-            "occurred_at": occurred, "published_at": published,
-            # tuple notation names the union branch, so fastavro need not search for it
-            "before": None if change.before is None else (name, change.before),
-            "after": None if change.after is None else (name, change.after),
-        }
-        try:
-            value = self._encoder.encode(event)
-        except EncodeError as exc:
-            raise ChangeRejected(self.resource.id, [FieldError("/", str(exc))], index) from exc
-        parts = (event_id, change.op, region, old, str(seq), str(occurred), str(published))
-        return key.encode(), value, _SEP.join(parts), self._headers(parts)
+        return self.encode_batch([(index, change, key, region, old)], seq, [event_id],
+                                 published)[0][0]
+
+    def encode_batch(
+        self, checked: Sequence[tuple[int, Change, str, str, str]], first_seq: int,
+        event_ids: Sequence[str], published: int,
+        on_reject: Callable[[ChangeRejected], None] | None = None,
+    ) -> tuple[list[Prepared], list[str]]:
+        """Rows and event ids of checked changes numbered from ``first_seq``, gap-free:
+        a change the encoder refuses gets no number and goes to ``on_reject`` (raised
+        without it). What a batch shares (source, resource, publish time) is built once."""
+        rows: list[Prepared] = []
+        accepted: list[str] = []
+        encode, fp, resource = self._codec.encode, self.fingerprint, self.resource.id
+        source, h_fixed, h_fp, h_op = self.source, self._h_fixed, self._h_fp, self._h_op
+        published_s = str(published)
+        h_published = (t.H_PUBLISHED_AT, published_s)
+        seq = first_seq
+        for (index, change, key, region, old), event_id in zip(checked, event_ids, strict=False):
+            op, occurred = change.op, change.occurred_at
+            if occurred is not None:
+                occurred = to_micros(occurred, published)
+            try:
+                value = encode(fp, {
+                    "event_id": event_id, "source": source, "resource": resource, "op": op,
+                    "key": key, "region": region, "sequence": seq,
+                    "occurred_at": published if occurred is None else occurred,
+                    "published_at": published, "before": change.before, "after": change.after,
+                })
+            except EncodeError as exc:
+                rejected = ChangeRejected(resource, [FieldError("/", str(exc))], index)
+                if on_reject is None:
+                    raise rejected from exc
+                on_reject(rejected)
+                continue
+            seq_s = str(seq)
+            occurred_s = published_s if occurred is None else str(occurred)
+            if not region or old:  # rare: the general layout leaves empty parts out
+                parts = (event_id, op, region, old, seq_s, occurred_s, published_s)
+                headers = self._headers(parts)
+            else:
+                headers = [*h_fixed, (t.H_EVENT_ID, event_id), h_op[op], (t.H_REGION, region),
+                           (t.H_SEQUENCE, seq_s), (t.H_OCCURRED_AT, occurred_s), h_published,
+                           h_fp]
+            meta = f"{event_id}{_SEP}{op}{_SEP}{region}{_SEP}{old}{_SEP}{seq_s}{_SEP}" \
+                   f"{occurred_s}{_SEP}{published_s}"
+            rows.append((key.encode(), value, meta, headers))
+            accepted.append(event_id)
+            seq += 1
+        return rows, accepted
 
     def _headers(self, parts: Sequence[str]) -> Headers:
         return headers_of(self.source, self.resource.id, self._fp_hex, parts)
@@ -250,6 +269,6 @@ class ResourceWriter:
             "op": "HEARTBEAT", "key": None, "region": None, "sequence": seq,
             "occurred_at": published, "published_at": published,
         }
-        value = self._encoder.encode(event)
+        value = self._codec.encode(self.fingerprint, event)
         parts = (event_id, "HEARTBEAT", region, "", str(seq), str(published), str(published))
         return self.resource.id.encode(), value, _SEP.join(parts), self._headers(parts)

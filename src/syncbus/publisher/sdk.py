@@ -13,6 +13,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
+from functools import partial
 from pathlib import Path
 from typing import Any, Literal
 
@@ -151,7 +152,9 @@ class Publisher:
                 self._reject(resource, exc, on_reject)
         return self._accept(writer, checked, on_reject)
 
-    def _reject(self, resource: str, exc: ChangeRejected, on_reject: OnReject | None) -> None:
+    def _reject(
+        self, resource: str, exc: ChangeRejected, on_reject: OnReject | None = None
+    ) -> None:
         self.metrics.rejected.labels(resource).inc()
         if on_reject is None:
             raise exc
@@ -168,20 +171,12 @@ class Publisher:
         resource = writer.resource.id
         with self._lock:
             self._check_room(len(checked))
-            seq = self._sequences.get(resource, 0)
-            ids = new_event_ids(len(checked))
-            published = now_micros()
-            rows: list[Prepared] = []
-            accepted: list[str] = []
-            for (index, change, key, region, old), event_id in zip(checked, ids, strict=True):
-                try:
-                    rows.append(writer.encode(change, key, region, old, seq + 1, event_id,
-                                              published, index))
-                except ChangeRejected as exc:
-                    self._reject(resource, exc, on_reject)
-                    continue
-                seq += 1
-                accepted.append(event_id)
+            first = self._sequences.get(resource, 0) + 1
+            rows, accepted = writer.encode_batch(
+                checked, first, new_event_ids(len(checked)), now_micros(),
+                partial(self._reject, resource, on_reject=on_reject),
+            )
+            seq = first + len(rows) - 1
             self._store(resource, rows, seq)
         return accepted
 

@@ -1,12 +1,18 @@
 """The publisher's durable spool: SQLite in WAL mode, one file per department.
 
-An accepted event is committed here before librdkafka sees it and deleted only
+An accepted event is committed here before librdkafka sees it and forgotten only
 when the broker has acknowledged it (a successful delivery report), so a
 publisher restarted on the same file resends exactly what was not confirmed, in
-the order it was accepted (row id order). The per-(source, resource) sequence
-counters live in the same file and advance in the same transaction as the rows
+the order it was accepted (id order). The per-(source, resource) sequence
+counters live in the same file and advance in the same transaction as the events
 they number, so a crash can neither lose a number nor reuse one. They live only here:
 deleting the spool file restarts them at 1, which readers see as a reset.
+
+Storage is by batch, not by event: one ``publish_many`` is one row holding its
+events (pickled keys, values and header meta) under consecutive ids, and
+acknowledgements are kept as a bitmap on the batch's row, so an append and a
+round of acks cost a few SQLite statements whatever their size. A batch's row
+is deleted when every event in it is acknowledged.
 
 Durability: with ``sync="normal"`` (WAL, ``synchronous=NORMAL``) a committed
 batch survives the death of the process (kill -9, OOM, a crash of the host
@@ -18,8 +24,10 @@ is not safe for two publishers at once: ``Spool`` takes an exclusive lock file.
 
 from __future__ import annotations
 
+import bisect
 import fcntl
 import os
+import pickle
 import sqlite3
 import threading
 from collections.abc import Iterable, Sequence
@@ -27,13 +35,13 @@ from pathlib import Path
 from typing import Any, Literal, NamedTuple
 
 _SCHEMA = """
-CREATE TABLE IF NOT EXISTS events (
-    id INTEGER PRIMARY KEY,
+CREATE TABLE IF NOT EXISTS batches (
+    first INTEGER PRIMARY KEY,
+    count INTEGER NOT NULL,
     resource TEXT NOT NULL,
-    key BLOB NOT NULL,
-    value BLOB NOT NULL,
-    meta TEXT NOT NULL,
-    accepted_at REAL NOT NULL
+    accepted_at REAL NOT NULL,
+    events BLOB NOT NULL,
+    acked BLOB
 );
 CREATE TABLE IF NOT EXISTS sequences (
     resource TEXT PRIMARY KEY,
@@ -56,6 +64,33 @@ class SpooledEvent(NamedTuple):
 
 class SpoolLocked(RuntimeError):
     """Another publisher holds this spool file, or it belongs to another department."""
+
+
+class _Batch:
+    """What the spool keeps in memory of a batch: not its events, only which are acked."""
+
+    __slots__ = ("accepted_at", "acked", "count", "first", "left", "resource")
+
+    def __init__(self, first: int, count: int, resource: str, accepted_at: float,
+                 acked: bytes | None) -> None:
+        self.first, self.count, self.resource, self.accepted_at = (
+            first, count, resource, accepted_at)
+        self.acked = bytearray(acked) if acked else bytearray((count + 7) // 8)
+        self.left = count - sum(bin(b).count("1") for b in self.acked)
+
+    def ack(self, spool_id: int) -> bool:
+        """Mark one event acknowledged; False when it already was."""
+        i = spool_id - self.first
+        byte, bit = i >> 3, 1 << (i & 7)
+        if self.acked[byte] & bit:
+            return False
+        self.acked[byte] |= bit
+        self.left -= 1
+        return True
+
+    def is_acked(self, spool_id: int) -> bool:
+        i = spool_id - self.first
+        return bool(self.acked[i >> 3] & (1 << (i & 7)))
 
 
 class Spool:
@@ -85,9 +120,15 @@ class Spool:
         self._lock = threading.Lock()
         if department is not None:
             self._claim(department)
-        row = self._db.execute("SELECT COALESCE(MAX(id), 0), COUNT(*) FROM events").fetchone()
-        self._last_id: int = row[0]
-        self._depth: int = row[1]
+        self._migrate()
+        self._batches: list[_Batch] = [
+            _Batch(*row) for row in self._db.execute(
+                "SELECT first, count, resource, accepted_at, acked FROM batches ORDER BY first")
+        ]
+        self._firsts = [b.first for b in self._batches]
+        self._last_id: int = sum((b.first + b.count - 1 for b in self._batches[-1:]), 0)
+        self._depth: int = sum(b.left for b in self._batches)
+        self._cache: tuple[int, list[Any]] | None = None  # the last batch read back
 
     def _claim(self, department: str) -> None:
         """Sequences are per (source, resource): one department's spool is no other's."""
@@ -100,6 +141,33 @@ class Spool:
                 f"spool {self.path} belongs to department {row[0]!r}, not {department!r}; "
                 "give each department its own spool path"
             )
+
+    def _migrate(self) -> None:
+        """Spools written before batches kept one row per event in ``events``: move what
+        is left of them into batches of consecutive ids, in one transaction."""
+        db = self._db
+        if not db.execute("SELECT 1 FROM sqlite_master WHERE name = 'events'").fetchone():
+            return
+        runs: list[list[Any]] = []
+        for row in db.execute("SELECT id, resource, key, value, meta, accepted_at FROM events "
+                              "ORDER BY id"):
+            last = runs[-1] if runs else None
+            if last and last[0] + len(last[3]) == row[0] and last[1:3] == [row[1], row[5]]:
+                for column, item in zip(last[3:], row[2:5], strict=True):
+                    column.append(item)
+            else:
+                runs.append([row[0], row[1], row[5], [row[2]], [row[3]], [row[4]]])
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            db.executemany("INSERT INTO batches VALUES (?, ?, ?, ?, ?, NULL)", [
+                (first, len(keys), resource, at, pickle.dumps((keys, values, metas)))
+                for first, resource, at, keys, values, metas in runs
+            ])
+            db.execute("DROP TABLE events")
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
 
     @property
     def depth(self) -> int:
@@ -120,16 +188,17 @@ class Spool:
     ) -> int:
         """Commit (key, value, meta, ...) rows and the resource's new last sequence in one
         transaction; returns the id of the first row (the others follow)."""
+        events = pickle.dumps(
+            ([r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows]),
+            pickle.HIGHEST_PROTOCOL,
+        )
         with self._lock:
             first = self._last_id + 1
-            params = [
-                (first + i, resource, row[0], row[1], row[2], now)
-                for i, row in enumerate(rows)
-            ]
             db = self._db
             db.execute("BEGIN IMMEDIATE")
             try:
-                db.executemany("INSERT INTO events VALUES (?, ?, ?, ?, ?, ?)", params)
+                db.execute("INSERT INTO batches VALUES (?, ?, ?, ?, ?, NULL)",
+                           (first, len(rows), resource, now, events))
                 db.execute(
                     "INSERT INTO sequences VALUES (?, ?) "
                     "ON CONFLICT(resource) DO UPDATE SET last = excluded.last",
@@ -139,53 +208,82 @@ class Spool:
             except BaseException:
                 db.execute("ROLLBACK")
                 raise
+            self._batches.append(_Batch(first, len(rows), resource, now, None))
+            self._firsts.append(first)
             self._last_id += len(rows)
             self._depth += len(rows)
             return first
 
+    def _events(self, batch: _Batch) -> list[Any]:
+        """The batch's (keys, values, metas), read back from the file (cached once)."""
+        if self._cache is None or self._cache[0] != batch.first:
+            row = self._db.execute(
+                "SELECT events FROM batches WHERE first = ?", (batch.first,)).fetchone()
+            self._cache = (batch.first, pickle.loads(row[0]))
+        return self._cache[1]
+
     def pending(self, after_id: int, limit: int) -> list[SpooledEvent]:
         """Unconfirmed events with an id above ``after_id``, in acceptance order."""
+        out: list[SpooledEvent] = []
         with self._lock:
-            rows = self._db.execute(
-                "SELECT id, resource, key, value, meta, accepted_at FROM events "
-                "WHERE id > ? ORDER BY id LIMIT ?",
-                (after_id, limit),
-            ).fetchall()
-        return [SpooledEvent(*row) for row in rows]
+            start = max(bisect.bisect_right(self._firsts, after_id) - 1, 0)
+            for batch in self._batches[start:]:
+                if batch.first + batch.count - 1 <= after_id or not batch.left:
+                    continue
+                keys, values, metas = self._events(batch)
+                for i in range(max(after_id + 1 - batch.first, 0), batch.count):
+                    spool_id = batch.first + i
+                    if not batch.is_acked(spool_id):
+                        out.append(SpooledEvent(spool_id, batch.resource, keys[i], values[i],
+                                                metas[i], batch.accepted_at))
+                        if len(out) >= limit:
+                            return out
+        return out
 
     def remove(self, ids: Iterable[int]) -> int:
-        """Forget confirmed events; contiguous ids go in one range delete."""
-        ranges = _ranges(sorted(ids))
-        if not ranges:
-            return 0
+        """Forget confirmed events: done batches go, the others keep a bitmap of acks."""
         with self._lock:
-            db = self._db
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                cursor = db.executemany("DELETE FROM events WHERE id BETWEEN ? AND ?", ranges)
-                removed = cursor.rowcount
-                db.execute("COMMIT")
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
+            touched: dict[int, _Batch] = {}
+            removed = 0
+            firsts, batches = self._firsts, self._batches
+            for spool_id in ids:
+                index = bisect.bisect_right(firsts, spool_id) - 1
+                if index < 0:
+                    continue
+                batch = batches[index]
+                if spool_id < batch.first + batch.count and batch.ack(spool_id):
+                    removed += 1
+                    touched[batch.first] = batch
+            if not touched:
+                return 0
+            self._save(touched.values())
             self._depth -= removed
             return removed
+
+    def _save(self, touched: Iterable[_Batch]) -> None:
+        done = [(b.first,) for b in touched if not b.left]
+        partial = [(bytes(b.acked), b.first) for b in touched if b.left]
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            if done:
+                db.executemany("DELETE FROM batches WHERE first = ?", done)
+            if partial:
+                db.executemany("UPDATE batches SET acked = ? WHERE first = ?", partial)
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        if done:
+            gone = {first for (first,) in done}
+            self._batches = [b for b in self._batches if b.first not in gone]
+            self._firsts = [b.first for b in self._batches]
 
     def close(self) -> None:
         with self._lock:
             self._db.close()
         fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
         os.close(self._lock_fd)
-
-
-def _ranges(ids: list[int]) -> list[tuple[int, int]]:
-    out: list[tuple[int, int]] = []
-    for i in ids:
-        if out and out[-1][1] + 1 >= i:
-            out[-1] = (out[-1][0], max(out[-1][1], i))
-        else:
-            out.append((i, i))
-    return out
 
 
 def default_spool_path(department: str) -> Path:

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import operator
 from collections.abc import Callable, Mapping
 from decimal import Decimal
 from functools import lru_cache
@@ -82,19 +81,26 @@ def _citizen_id_ok(v: str) -> bool:
 
 _RIC_CHECK = "0123456789X"
 _USCC_ALPHABET = "0123456789ABCDEFGHJKLMNPQRTUWXY"
-_USCC_VALUE = {c: i for i, c in enumerate(_USCC_ALPHABET)}
-_USCC_WEIGHTS = (1, 3, 9, 27, 19, 26, 16, 17, 20, 29, 25, 13, 8, 24, 10, 30, 28)
+# GB 32100 weighs position i by 3**i mod 31, so the weighted sum mod 31 is the value
+# of the reversed code read in base 34 (34 = 3 mod 31), which int() computes in C once
+# each character is translated to its base-34 digit (anything else to "!": refused)
+_USCC_BASE34 = bytes(
+    b"0123456789ABCDEFGHIJKLMNOPQRSTU"[_USCC_ALPHABET.find(chr(c))]
+    if chr(c) in _USCC_ALPHABET else ord("!")
+    for c in range(256)
+)
 
 
 def _uscc_ok(v: str) -> bool:
     """GB 32100 exactly as ``uscc.validate`` checks it, for the canonical form only."""
-    if len(v) != 18 or not (v[:8].isascii() and v[:8].isdigit()):
+    if len(v) != 18:
         return False
     try:
-        total = sum(map(operator.mul, map(_USCC_VALUE.__getitem__, v[:17]), _USCC_WEIGHTS))
-    except KeyError:
+        raw = v.encode("ascii")
+        total = int(raw[16::-1].translate(_USCC_BASE34), 34)
+    except ValueError:  # not ASCII, or a character outside the alphabet
         return False
-    return v[17] == _USCC_ALPHABET[(31 - total) % 31]
+    return raw[:8].isdigit() and v[17] == _USCC_ALPHABET[(31 - total) % 31]
 
 
 _region_ok = lru_cache(maxsize=8192)(is_valid_region)

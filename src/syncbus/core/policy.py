@@ -174,10 +174,19 @@ def bus_from_records(records: Mapping[str, bytes | None]) -> Bus:
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Delivery:
-    """One subscriber receiving one event under ``grant``, as operation ``op``."""
+    """One subscriber receiving one event under ``grant``, as operation ``op``.
+
+    ``key`` is ``grant.key`` computed once, when the decision is made: routers
+    look grants up by it for every delivery.
+    """
 
     grant: Grant
     op: str
+    key: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.key:
+            object.__setattr__(self, "key", self.grant.key)
 
 
 class UnroutableEvent(ValueError):

@@ -36,7 +36,7 @@ from syncbus.connection import Connection
 from syncbus.core.views import ViewCache
 from syncbus.router.batching import BatchApp
 from syncbus.router.compiled import CompiledPolicy
-from syncbus.router.engine import BatchOutput, RawMessage, RoutingEngine
+from syncbus.router.engine import BatchOutput, RawMessage, RoutingEngine, tune_gc
 from syncbus.router.follower import PolicyFollower
 from syncbus.router.metrics import RouterMetrics
 from syncbus.router.secrets import TokenSecrets
@@ -182,5 +182,6 @@ def run(config: RouterConfig, registry: CollectorRegistry | None = None) -> None
 
     config.workdir.mkdir(parents=True, exist_ok=True)
     app = build_app(config, registry)
+    tune_gc()
     worker = Worker(app, loglevel=config.loglevel, quiet=True, workdir=config.workdir)
     worker.execute_from_commandline()

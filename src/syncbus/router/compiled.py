@@ -35,11 +35,12 @@ class GrantRoute:
     masker: Masker
     topic: str
     encode_id: tuple[bytes, str]  # deliveries with equal ids share one encoding per event
-    audit_tail: str  # the audit JSON after the event id, up to the routed_at value
+    audit_tail: bytes  # the audit JSON after the event id, up to the routed_at value
     passthrough: bool  # the view is the source schema: raw bytes may be forwarded
     suffix_head: bytes  # views.subscriber_suffix of the subscriber
     headers: tuple[tuple[str, bytes], ...]  # the delivery headers fixed per grant
     sequence_prefix: str  # "<subscriber>/<resource>/": + source partition = sequence key
+    audit_key: bytes  # the subscriber, key of its audit records
 
 
 @dataclass(frozen=True)
@@ -124,10 +125,11 @@ class CompiledPolicy:
             subscriber_suffix(grant.subscriber),
             ((t.H_SUBSCRIBER, grant.subscriber.encode()), (t.H_GRANT, grant.key.encode())),
             f"{grant.subscriber}/{resource.id}/",
+            grant.subscriber.encode(),
         )
 
 
-def _audit_tail(grant: Grant, view: View) -> str:
+def _audit_tail(grant: Grant, view: View) -> bytes:
     """``{"event_id": "<id>`` + this + ``<routed_at>}`` is the audit record's JSON."""
     rest = json.dumps(
         {
@@ -138,7 +140,7 @@ def _audit_tail(grant: Grant, view: View) -> str:
             "dropped_fields": list(view.plan.dropped_fields),
         }
     )
-    return '", ' + rest[1:-1] + ', "routed_at": '
+    return ('", ' + rest[1:-1] + ', "routed_at": ').encode()
 
 
 def _tokenised(view: View) -> str:

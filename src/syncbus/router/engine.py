@@ -11,6 +11,7 @@ run this same engine, so they compare frameworks, not work.
 
 from __future__ import annotations
 
+import gc
 import re
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -31,10 +32,16 @@ from syncbus.core.topics import (
     H_SOURCE_PARTITION,
 )
 from syncbus.core.views import NULL_ROUTER_TAIL, avro_long, routed_at_suffix
-from syncbus.router import speedups
 from syncbus.router.compiled import CompiledPolicy, GrantRoute, ResourceRoute, schema_record
 
-__all__ = ["H_DLQ_ERROR_CLASS", "BatchOutput", "RawMessage", "RefusedEvent", "RoutingEngine"]
+__all__ = [
+    "H_DLQ_ERROR_CLASS",
+    "BatchOutput",
+    "RawMessage",
+    "RefusedEvent",
+    "RoutingEngine",
+    "tune_gc",
+]
 _REWRITTEN = frozenset({t.H_OP, t.H_REGION, t.H_OLD_REGION})
 _GOT = re.compile(r"\s*\(got [^)]*\)")
 
@@ -63,13 +70,36 @@ class BatchOutput:
     events: int = 0
 
 
-class _Stamp(NamedTuple):
-    """The batch's routing time in the forms deliveries need, computed once per batch."""
+class _Batch:
+    """What the deliveries of one batch share: its time, in the forms they need, and
+    the delivery sequences as they advance (copied to ``out.sequences`` at the end)."""
 
-    now: datetime
-    routed_at: int
-    suffix: bytes  # views.routed_at_suffix
-    header: bytes
+    def __init__(
+        self, out: BatchOutput, now: datetime, sequence_of: Callable[[str], int]
+    ) -> None:
+        self.out, self.now, self._sequence_of = out, now, sequence_of
+        routed_at = int(now.timestamp() * 1_000_000)
+        self.suffix = routed_at_suffix(routed_at)
+        self.audit_end = f"{routed_at}}}".encode()
+        self._routed_at_header = (H_ROUTED_AT, str(routed_at).encode())
+        self._headers: dict[int, tuple[tuple[str, bytes], ...]] = {}
+        self.sequences: dict[str, int] = {}
+        self._partitions: dict[str, int] = {}
+
+    def headers_of(self, partition: int) -> tuple[tuple[str, bytes], ...]:
+        """The headers every delivery from ``partition`` carries; the source partition last."""
+        found = self._headers.get(partition)
+        if found is None:
+            found = (self._routed_at_header, (H_SOURCE_PARTITION, str(partition).encode()))
+            self._headers[partition] = found
+        return found
+
+    def first_sequence(self, key: str, partition: int) -> int:
+        self._partitions[key] = partition
+        return self._sequence_of(key)
+
+    def finish(self) -> None:
+        self.out.sequences = {k: (self._partitions[k], n) for k, n in self.sequences.items()}
 
 
 class RefusedEvent(ValueError):
@@ -78,12 +108,12 @@ class RefusedEvent(ValueError):
 
 class RoutingEngine:
     def __init__(self, policy: CompiledPolicy, codec: Codec, names: TopicNames) -> None:
-        speedups.install()
         self.codec = codec
         self.names = names
         self.policy = policy
         self._pending_schemas = [schema_record(v) for v in policy.new_views]
         self._resources: dict[str, str] = {}
+        self._regions: dict[str, bool] = {}
 
     def set_policy(self, policy: CompiledPolicy) -> None:
         """Swap in a new policy between batches; its new view schemas go out first."""
@@ -95,8 +125,7 @@ class RoutingEngine:
     ) -> BatchOutput:
         out = BatchOutput(schemas=self._pending_schemas, events=len(batch))
         self._pending_schemas = []
-        routed_at = int(now.timestamp() * 1_000_000)
-        stamp = _Stamp(now, routed_at, routed_at_suffix(routed_at), str(routed_at).encode())
+        work = _Batch(out, now, sequence_of)
         for message in batch:
             rr: ResourceRoute | None = None
             record: dict[str, Any] | None = None
@@ -104,11 +133,21 @@ class RoutingEngine:
                 rr = self.policy.resource(self._resource_of(message.topic))
                 record, writer_fp = self.codec.decode(message.value or b"", rr.reader_fp)
                 self._check(rr, record)
-                self._deliver(message, writer_fp, rr, record, stamp, sequence_of, out)
+                self._deliver(message, writer_fp, rr, record, work)
             except Exception as exc:  # every failure of one event is that event's dead letter
                 out.dead.append(self._dead_letter(message, rr, record, exc, now))
                 out.dead_by_error[type(exc).__name__] += 1
+        work.finish()
         return out
+
+    def _valid_region(self, region: str | None) -> bool:
+        """``is_valid_region``, remembered: GB/T 2260 has a few thousand codes."""
+        valid = self._regions.get(region or "")
+        if valid is None:
+            if len(self._regions) > 100_000:  # a flood of junk codes must not grow memory
+                self._regions.clear()
+            valid = self._regions[region or ""] = is_valid_region(region or "")
+        return valid
 
     def _resource_of(self, topic: str) -> str:
         resource = self._resources.get(topic)
@@ -133,7 +172,7 @@ class RoutingEngine:
         source = record["before"] if record["op"] == "DELETE" else record["after"]
         if source is None:
             raise RefusedEvent(f"{record['op']} event without its record")
-        if region != source[rr.resource.region_field] or not is_valid_region(region or ""):
+        if region != source[rr.resource.region_field] or not self._valid_region(region):
             raise RefusedEvent(
                 f"envelope region {region!r} is not the record's "
                 f"{rr.resource.region_field} {source[rr.resource.region_field]!r}"
@@ -145,60 +184,55 @@ class RoutingEngine:
         writer_fp: bytes,
         rr: ResourceRoute,
         record: dict[str, Any],
-        stamp: _Stamp,
-        sequence_of: Callable[[str], int],
-        out: BatchOutput,
+        batch: _Batch,
     ) -> None:
         op, region, before = record["op"], record["region"], record["before"]
         old_region = before[rr.resource.region_field] if op == "UPDATE" and before else None
-        deliveries = self.policy.table.route(rr.resource.id, op, region, old_region, stamp.now)
+        deliveries = self.policy.table.route(rr.resource.id, op, region, old_region, batch.now)
         if not deliveries:
             return
         raw = message.value or b""
-        partition = message.partition
-        base = [h for h in (message.headers or ()) if h[0] not in _REWRITTEN]
-        batch_headers = [
-            (H_ROUTED_AT, stamp.header),
-            (H_SOURCE_PARTITION, str(partition).encode()),
-        ]
         event_id = str(record["event_id"])
-        seq_suffix = str(partition)
+        base: Headers | None = None
         encoded: dict[tuple[tuple[bytes, str], str], tuple[bytes | None, bytes, Headers]] = {}
-        sent: list[OutMessage] = []
-        audit: list[OutMessage] = []
-        sequences = out.sequences
-        started: dict[str, tuple[int, int]] = {}
-        audit_topic = self.names.audit
-        for delivery in deliveries:
-            route = rr.grants[delivery.grant.key]
+        views: list[tuple[GrantRoute, tuple[bytes | None, bytes, Headers]]] = []
+        for delivery in deliveries:  # may raise: then nothing of this event is delivered
+            route = rr.grants[delivery.key]
             cache_key = (route.encode_id, delivery.op)
             hit = encoded.get(cache_key)
             if hit is None:
                 key, body, delivered_region = self._encode(
                     route, record, delivery.op, old_region, writer_fp, raw, event_id
                 )
+                if base is None:
+                    base = [h for h in (message.headers or ()) if h[0] not in _REWRITTEN]
                 view_headers = [(t.H_OP, delivery.op.encode()), (t.H_REGION, delivered_region)]
                 if delivery.op == "UPDATE" and old_region and old_region != region:
                     view_headers.append((t.H_OLD_REGION, old_region.encode()))
                 hit = encoded[cache_key] = (key, body, base + view_headers)
-            key, body, headers = hit
+            views.append((route, hit))
+        partition = message.partition
+        batch_headers = batch.headers_of(partition)
+        seq_suffix = batch_headers[-1][1].decode()
+        sequences, sent, audit = batch.sequences, batch.out.deliveries, batch.out.audit
+        audit_topic, audit_head = self.names.audit, b'{"event_id": "' + event_id.encode()
+        routed_at_suffix, audit_end = batch.suffix, batch.audit_end
+        for route, (key, body, headers) in views:
             seq_key = route.sequence_prefix + seq_suffix
-            last = started.get(seq_key) or sequences.get(seq_key)
-            sequence = (last[1] if last else sequence_of(seq_key)) + 1
-            started[seq_key] = (partition, sequence)
-            value = body + route.suffix_head + avro_long(sequence) + stamp.suffix
+            sequence = sequences.get(seq_key)
+            if sequence is None:
+                sequence = batch.first_sequence(seq_key, partition)
+            sequence += 1
+            sequences[seq_key] = sequence
+            value = body + route.suffix_head + avro_long(sequence) + routed_at_suffix
             sequence_header = (H_DELIVERY_SEQUENCE, str(sequence).encode())
             out_headers = [*headers, *route.headers, sequence_header, *batch_headers]
             sent.append((route.topic, key, value, out_headers))
-            audit_json = f'{{"event_id": "{event_id}{route.audit_tail}{stamp.routed_at}}}'
-            audit.append((audit_topic, route.grant.subscriber.encode(), audit_json.encode(), []))
-        # only a fully routed event leaves anything behind: no half-delivered events
-        out.deliveries += sent
-        out.audit += audit
-        sequences.update(started)
-        delivered = out.delivered
+            audit_json = audit_head + route.audit_tail + audit_end
+            audit.append((audit_topic, route.audit_key, audit_json, []))
+        delivered = batch.out.delivered
         for delivery in deliveries:
-            delivered[delivery.grant.key] += 1
+            delivered[delivery.key] += 1
 
     def _encode(
         self,
@@ -275,6 +309,19 @@ class RoutingEngine:
             (H_DLQ_TIME, str(int(now.timestamp() * 1_000_000)).encode()),
         ]
         return (self.names.dlq, None, value, headers)
+
+
+def tune_gc() -> None:
+    """Collect garbage less often in a routing process.
+
+    A batch allocates hundreds of thousands of short-lived tuples, lists and bytes,
+    none of them in cycles; with the default gen-0 threshold (700) the collector
+    runs hundreds of times per batch, rescanning everything that survived. Objects
+    alive at startup (modules, schemas, compiled plans) are frozen out of it.
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 100)
 
 
 def _reason(exc: Exception) -> str:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -41,7 +42,7 @@ from syncbus.core.model import Bus
 from syncbus.core.policy import RoutingTable
 from syncbus.core.views import ViewCache
 from syncbus.router.compiled import CompiledPolicy
-from syncbus.router.engine import RawMessage, RoutingEngine
+from syncbus.router.engine import RawMessage, RoutingEngine, tune_gc
 from syncbus.router.follower import PolicyFollower
 from syncbus.router.secrets import TokenSecrets
 from syncbus.router.sink import BatchSink
@@ -207,6 +208,7 @@ def _baseline_loop(
     codec = RouterCodec()
     policy = CompiledPolicy(bus, secrets, codec, ViewCache(), names, os.urandom(32))
     engine = RoutingEngine(policy, codec, names)
+    tune_gc()  # as the router process does
     sink = BatchSink(conn, names.schemas)
     sequences: dict[str, int] = {}
     consumer = Consumer(
@@ -269,6 +271,50 @@ def _run_baseline(
         loop.join(30)
 
 
+def _run_floor(
+    bus: Bus,
+    conn: Connection,
+    resource: str,
+    events: list[Any],
+    partitions: int,
+    batch: int,
+    mode: str,
+    workdir: Path,
+) -> float:
+    """Events/s of Faust alone (``router.floor``) over the same events, pre-produced."""
+    names = TopicNames(f"bench{uuid.uuid4().hex[:8]}.")
+    apply_bus(bus, conn, partitions, names)
+    producer = Producer(
+        conn.confluent(**{"linger.ms": 20, "queue.buffering.max.messages": 2_000_000})
+    )
+    for key, value, headers in events:
+        producer.produce(names.raw(resource), value, key, headers=headers)
+    producer.flush(120)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "syncbus.router.floor",
+            f"--mode={mode}",
+            f"--bootstrap={conn.bootstrap}",
+            f"--topic={names.raw(resource)}",
+            f"--batch={batch}",
+            f"--expect={len(events)}",
+            f"--workdir={workdir}",
+        ],
+        capture_output=True,
+        timeout=900,
+        check=False,
+    )
+    # the Faust worker redirects stdout into its log: the result may be in either stream
+    output = done.stdout.decode() + done.stderr.decode()
+    lines = re.findall(r'\{"mode": .*\}', output)
+    if not lines:
+        tail = done.stderr.decode()[-2000:]
+        raise click.ClickException(f"the {mode} floor run printed no result:\n{tail}")
+    return float(json.loads(lines[-1])["eps"])
+
+
 @click.command("router")
 @click.option("--events", default=50_000, show_default=True, help="Events per run.")
 @click.option("--runs", default=3, show_default=True, help="Runs of each; medians reported.")
@@ -276,6 +322,11 @@ def _run_baseline(
 @click.option("--partitions", default=3, show_default=True)
 @click.option("--batch", default=5000, show_default=True, help="Events per batch (both).")
 @click.option("--bootstrap", default=None, help="Default SYNCBUS_BOOTSTRAP, then the local broker.")
+@click.option(
+    "--floor",
+    is_flag=True,
+    help="Also time Faust alone taking the same events (take_events, and the router's batches).",
+)
 @click.option("--json", "as_json", is_flag=True, help="End with one JSON line of the results.")
 def command(
     events: int,
@@ -284,6 +335,7 @@ def command(
     partitions: int,
     batch: int,
     bootstrap: str | None,
+    floor: bool,
     as_json: bool,
 ) -> None:
     """Events/s through a router worker and through a plain confluent-kafka loop."""
@@ -293,6 +345,7 @@ def command(
     pool, expected = _events(bus, resource, events)
     secret_map = {s: uuid.uuid4().hex for s in bus.subscribers}
     sy, base, rss = [], [], []
+    floors: dict[str, list[float]] = {"take_events": [], "batches": []}
     with tempfile.TemporaryDirectory(prefix="syncbus-bench-router-") as tmp:
         secrets_file = Path(tmp, "secrets.json")
         secrets_file.write_text(json.dumps(secret_map))
@@ -312,6 +365,13 @@ def command(
                 f"  router rss {mb:.0f} MB",
                 err=True,
             )
+            for mode in floors if floor else ():
+                floors[mode].append(
+                    _run_floor(bus, conn, resource, pool, partitions, batch, mode, Path(tmp))
+                )
+                click.echo(
+                    f"run {run}: Faust alone, {mode}: {floors[mode][-1]:,.0f} ev/s", err=True
+                )
     result = {
         "benchmark": "router",
         "events": events,
@@ -323,9 +383,15 @@ def command(
         "baseline_runs": [round(x) for x in base],
         "router_rss_mb": round(max(rss), 1),
     }
+    for mode, values in floors.items():
+        if values:
+            result[f"faust_{mode}_eps"] = round(statistics.median(values))
     click.echo(f"syncbus router   {result['syncbus_eps']:>10,} ev/s (median of {runs})")
     click.echo(f"baseline loop    {result['baseline_eps']:>10,} ev/s")
     click.echo(f"ratio            {result['ratio']:>10}")
     click.echo(f"router rss       {result['router_rss_mb']:>10} MB")
+    for mode in ("take_events", "batches"):
+        if f"faust_{mode}_eps" in result:
+            click.echo(f"Faust alone, {mode:<12} {result[f'faust_{mode}_eps']:>10,} ev/s")
     if as_json:
         click.echo(json.dumps(result))

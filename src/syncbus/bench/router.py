@@ -10,6 +10,11 @@ Each run gets topics of its own (a uuid prefix, created by ``apply``), starts it
 router, waits until it routes a probe, then produces N pre-encoded events at once
 and times until the audit topic holds one record per expected delivery (counted
 from its high watermarks, so counting costs nothing). Runs alternate; medians.
+
+``--floor`` also times Faust alone over the same events (``router.floor``): on
+its stream path (``take_events``, doing nothing) and on the router's batch path
+(fetches handed to a handler that only acks), so a framework ceiling is measured
+in the same run, not assumed.
 """
 
 from __future__ import annotations

@@ -47,6 +47,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 def kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalKafka]:
     directory = tmp_path_factory.mktemp("kafka")
     info, _ = broker.start(directory, 0, Path(settings.get("kafka_cache")))
+    broker.stop_when_gone(os.getpid(), directory)
     try:
         yield LocalKafka(directory, info.address)
     finally:
@@ -60,6 +61,7 @@ def bus_kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalKafka]:
     another module's events."""
     directory = tmp_path_factory.mktemp("bus-kafka")
     info, _ = broker.start(directory, 0, Path(settings.get("kafka_cache")))
+    broker.stop_when_gone(os.getpid(), directory)
     try:
         yield LocalKafka(directory, info.address)
     finally:

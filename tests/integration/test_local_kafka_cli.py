@@ -6,6 +6,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -90,3 +91,31 @@ def test_restart_keeps_the_address(kafka: LocalKafka) -> None:
     kafka.start()
     metadata = AdminClient({"bootstrap.servers": kafka.bootstrap}).list_topics(timeout=10)
     assert list(metadata.brokers) == [1]
+
+
+def test_a_killed_owner_does_not_leak_its_broker(tmp_path: Path) -> None:
+    """A test session killed with SIGKILL must not leave its broker JVM running."""
+    directory = tmp_path / "owned"
+    owner = subprocess.Popen(
+        [sys.executable, "-c",
+         "import os, sys, time\n"
+         "from pathlib import Path\n"
+         "from syncbus.localkafka import broker\n"
+         "d = Path(sys.argv[1])\n"
+         "broker.start(d, 0)\n"
+         "broker.stop_when_gone(os.getpid(), d)\n"
+         "print('up', flush=True)\n"
+         "time.sleep(600)\n",
+         str(directory)],
+        stdout=subprocess.PIPE, text=True,
+    )
+    try:
+        assert owner.stdout is not None and owner.stdout.readline().strip() == "up"
+        assert jvm_running_in(directory)
+    finally:
+        owner.kill()
+        owner.wait()
+    deadline = time.monotonic() + 60
+    while jvm_running_in(directory) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert not jvm_running_in(directory)

@@ -364,6 +364,41 @@ def start(
     return info, False
 
 
+def stop_when_gone(owner_pid: int, dir: Path) -> subprocess.Popen[bytes]:
+    """A detached watcher that stops the broker of ``dir`` once ``owner_pid`` is gone.
+
+    A test session killed with SIGKILL never runs its teardown; without this its
+    broker JVM would outlive it. The watcher exits by itself when the broker stops.
+    """
+    code = (
+        "import os, sys, time\n"
+        "from pathlib import Path\n"
+        "from syncbus.localkafka import broker\n"
+        "owner, d = int(sys.argv[1]), Path(sys.argv[2])\n"
+        "def alive(pid):\n"
+        "    try:\n"
+        "        os.kill(pid, 0)\n"
+        "        return True\n"
+        "    except ProcessLookupError:\n"
+        "        return False\n"
+        "while True:\n"
+        "    info = broker.status(d)\n"
+        "    if info is None or info.pid is None:\n"
+        "        break\n"
+        "    if not alive(owner):\n"
+        "        broker.stop(d)\n"
+        "        break\n"
+        "    time.sleep(1)\n"
+    )
+    import sys
+
+    return subprocess.Popen(
+        [sys.executable, "-c", code, str(owner_pid), str(dir)],
+        start_new_session=True, stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+
+
 def stop(dir: Path, timeout: float = STOP_TIMEOUT_S) -> bool:
     """Stop the broker of ``dir``; returns False when none was running there."""
     dir = dir.resolve()

@@ -43,15 +43,21 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.integration)
 
 
-@pytest.fixture(scope="session")
-def kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalKafka]:
-    directory = tmp_path_factory.mktemp("kafka")
+def _own_broker(tmp_path_factory: pytest.TempPathFactory, name: str) -> Iterator[LocalKafka]:
+    """A broker on a free port in a fresh directory, stopped at the end (or by a
+    watcher if this session is killed)."""
+    directory = tmp_path_factory.mktemp(name)
     info, _ = broker.start(directory, 0, Path(settings.get("kafka_cache")))
     broker.stop_when_gone(os.getpid(), directory)
     try:
         yield LocalKafka(directory, info.address)
     finally:
         broker.stop(directory)
+
+
+@pytest.fixture(scope="session")
+def kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalKafka]:
+    yield from _own_broker(tmp_path_factory, "kafka")
 
 
 @pytest.fixture(scope="module")
@@ -59,13 +65,7 @@ def bus_kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalKafka]:
     """A broker of the test module's own, for tests that use the bus's fixed topic
     names (``raw.population.resident``, ``share.city.nanjing...``) and must not see
     another module's events."""
-    directory = tmp_path_factory.mktemp("bus-kafka")
-    info, _ = broker.start(directory, 0, Path(settings.get("kafka_cache")))
-    broker.stop_when_gone(os.getpid(), directory)
-    try:
-        yield LocalKafka(directory, info.address)
-    finally:
-        broker.stop(directory)
+    yield from _own_broker(tmp_path_factory, "bus-kafka")
 
 
 @pytest.fixture

@@ -83,8 +83,31 @@ def test_acks_inside_a_batch_survive_a_reopening_and_done_batches_go(tmp_path: P
     again.close()
     import sqlite3
 
-    assert sqlite3.connect(tmp_path / "s.db").execute(
-        "SELECT COUNT(*) FROM batches").fetchone() == (0,)
+    db = sqlite3.connect(tmp_path / "s.db")
+    assert db.execute("SELECT COUNT(*) FROM batches").fetchone() == (0,)
+    assert db.execute("SELECT COUNT(*) FROM acks").fetchone() == (0,), "bitmaps go with batches"
+
+
+def test_an_ack_bitmap_kept_on_the_batch_row_by_earlier_versions_still_counts(
+    tmp_path: Path,
+) -> None:
+    import sqlite3
+
+    spool = Spool(tmp_path / "s.db")
+    spool.append("a.b", rows(5), last_seq=5, now=1.0)
+    spool.close()
+    db = sqlite3.connect(tmp_path / "s.db")  # as the previous version stored acks of 1 and 4
+    db.execute("UPDATE batches SET acked = ?", (bytes([0b1001]),))
+    db.commit()
+    db.close()
+
+    again = Spool(tmp_path / "s.db")
+    assert again.depth == 3 and [r.id for r in again.pending(0, 10)] == [2, 3, 5]
+    assert again.remove([2]) == 1
+    again.close()
+    third = Spool(tmp_path / "s.db")
+    assert [r.id for r in third.pending(0, 10)] == [3, 5], "the new bitmap keeps the old acks"
+    third.close()
 
 
 def test_a_spool_of_the_per_event_format_is_taken_over(tmp_path: Path) -> None:

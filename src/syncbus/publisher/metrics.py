@@ -6,6 +6,8 @@ get their own; ``None`` means the process-wide default registry.
 
 from __future__ import annotations
 
+import bisect
+
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
@@ -56,3 +58,18 @@ class PublisherMetrics:
             "From acceptance into the spool to the broker's acknowledgement.",
             buckets=LATENCY_BUCKETS, registry=reg,
         )
+
+
+def observe_many(histogram: Histogram, amount: float, count: int) -> None:
+    """``count`` observations of ``amount`` at the cost of one.
+
+    Events acknowledged in one round that were accepted in one batch share one
+    latency; ``Histogram.observe`` per event cost 2.6 us each. prometheus_client
+    has no bulk observe, so this adds to the sum and the first bucket that holds
+    ``amount`` as ``observe`` itself does (the unit tests compare the two).
+    """
+    if count <= 0:
+        return
+    bounds = histogram._upper_bounds  # private: there is no public bulk API
+    histogram._sum.inc(amount * count)
+    histogram._buckets[bisect.bisect_left(bounds, amount)].inc(count)

@@ -32,7 +32,7 @@ from confluent_kafka import KafkaError, KafkaException, Message, Producer
 from syncbus.connection import Connection
 from syncbus.core.topics import raw_topic
 from syncbus.publisher.changes import Prepared, make_headers
-from syncbus.publisher.metrics import PublisherMetrics
+from syncbus.publisher.metrics import PublisherMetrics, observe_many
 from syncbus.publisher.spool import Spool
 
 log = logging.getLogger("syncbus.publisher")
@@ -168,11 +168,13 @@ class Sender:
         if acked:
             self._spool.remove(spool_id for spool_id, _, _ in acked)
             now = time.time()
-            observe = self._metrics.latency.observe
-            for _, accepted_at, _ in acked:
-                observe(now - accepted_at)
-            for resource, n in Counter(resource for _, _, resource in acked).items():
-                self._metrics.published.labels(resource).inc(n)
+            latency, published = self._metrics.latency, self._metrics.published
+            # events of one spool batch share their acceptance time, hence one latency
+            for (accepted_at, resource), n in Counter(
+                (accepted_at, resource) for _, accepted_at, resource in acked
+            ).items():
+                observe_many(latency, now - accepted_at, n)
+                published.labels(resource).inc(n)
         with self._lock:
             self._inflight -= len(acked) + len(failed)
             if failed:

@@ -51,7 +51,6 @@ from syncbus.router.engine import RawMessage, RoutingEngine, tune_gc
 from syncbus.router.follower import PolicyFollower
 from syncbus.router.secrets import TokenSecrets
 from syncbus.router.sink import BatchSink
-from syncbus.router.speedups import RouterCodec
 
 UNIQUE = 2000
 REGIONS = ("320102", "320106", "320508", "320505", "320205", "320583")
@@ -210,7 +209,7 @@ def _baseline_loop(
     stop: threading.Event,
 ) -> None:
     bus = PolicyFollower(conn, names.policy).load()
-    codec = RouterCodec()
+    codec = Codec()
     policy = CompiledPolicy(bus, secrets, codec, ViewCache(), names, os.urandom(32))
     engine = RoutingEngine(policy, codec, names)
     tune_gc()  # as the router process does

@@ -65,6 +65,16 @@ def router(
     from syncbus.router.app import RouterConfig, run
     from syncbus.router.secrets import MissingSecret, TokenSecrets
 
+    # Faust creates only the last level of its data directory, and resolves a relative
+    # one against its own idea of the current directory: give it an absolute, existing one.
+    workdir = workdir.expanduser().resolve()
+    try:
+        workdir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise click.ClickException(
+            f"cannot create the router work directory {workdir}: {exc.strerror}; "
+            "pass a writable --workdir"
+        ) from exc
     config = RouterConfig(
         connection=Connection.from_env(bootstrap),
         secrets=TokenSecrets.load(secrets_file),

@@ -33,6 +33,7 @@ from prometheus_client import CollectorRegistry
 
 from syncbus.admin.names import TopicNames
 from syncbus.connection import Connection
+from syncbus.core.codec import Codec
 from syncbus.core.views import ViewCache
 from syncbus.router.batching import BatchApp
 from syncbus.router.compiled import CompiledPolicy
@@ -41,7 +42,6 @@ from syncbus.router.follower import PolicyFollower
 from syncbus.router.metrics import RouterMetrics
 from syncbus.router.secrets import TokenSecrets
 from syncbus.router.sink import BatchSink
-from syncbus.router.speedups import RouterCodec
 from syncbus.router.topics import raw_partitions
 
 log = logging.getLogger("syncbus.router")
@@ -107,7 +107,7 @@ def build_app(config: RouterConfig, registry: CollectorRegistry | None = None) -
     """The Faust app of one router worker; raises (naming the cause) when it cannot route."""
     follower = PolicyFollower(config.connection, config.names.policy)
     bus = follower.load()
-    codec = RouterCodec()
+    codec = Codec()
     views = ViewCache(bus.schemas.envelope)
     dlq_secret = os.urandom(32)
 

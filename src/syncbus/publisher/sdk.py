@@ -198,7 +198,7 @@ class Publisher:
         accepted_at = time.time()
         first = self.spool.append(resource, rows, last_seq, accepted_at)
         self._sequences[resource] = last_seq
-        self._sender.offer(first, resource, rows, accepted_at)
+        self._sender.offer(first, resource, rows)
         self.metrics.spooled.labels(resource).inc(len(rows))
         self.metrics.spool_depth.set(self.spool.depth)
         if self._heartbeats is not None:

@@ -22,7 +22,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import Counter
 from collections.abc import Callable
 from functools import partial
 from typing import Any
@@ -38,6 +37,7 @@ from syncbus.publisher.spool import Spool
 log = logging.getLogger("syncbus.publisher")
 
 FEED_BATCH = 5000
+ACK_GATHER = 0.01  # seconds the pump lets delivery reports gather once they arrive
 
 
 def producer_config(connection: Connection, window: int, **overrides: Any) -> dict[str, Any]:
@@ -86,7 +86,7 @@ class Sender:
         self._lock = threading.Lock()  # guards _sent_upto, _inflight, producing
         self._sent_upto = 0  # every spool id <= this has been handed to librdkafka
         self._inflight = 0
-        self._acked: list[tuple[int, float, str]] = []  # appended by delivery reports
+        self._acked: list[int] = []  # spool ids, appended by delivery reports
         self._failed: list[tuple[int, str, str]] = []
         self._rewind_to: int | None = None
         self._rewind_at = 0.0
@@ -97,8 +97,7 @@ class Sender:
 
     # ---------------------------------------------------------------- hot path
 
-    def offer(self, first_id: int, resource: str, rows: list[Prepared],
-              accepted_at: float) -> None:
+    def offer(self, first_id: int, resource: str, rows: list[Prepared]) -> None:
         """Send a just-spooled batch now if nothing older waits and the window has room."""
         with self._lock:
             if (
@@ -113,19 +112,19 @@ class Sender:
             try:
                 for key, value, _, headers in rows:
                     produce(topic, value, key, headers=headers,
-                            on_delivery=partial(report, gen, sent + 1, accepted_at, resource))
+                            on_delivery=partial(report, gen, sent + 1))
                     sent += 1
             except (BufferError, KafkaException):
                 pass  # queue full, or e.g. an unknown topic: the pump sends the rest or retries
             self._inflight += sent - (first_id - 1)
             self._sent_upto = sent
 
-    def _report(self, generation: int, spool_id: int, accepted_at: float, resource: str,
-                err: KafkaError | None, msg: Message) -> None:
+    def _report(self, generation: int, spool_id: int, err: KafkaError | None,
+                msg: Message) -> None:
         if generation != self._generation:
             return  # a report from a producer we replaced; its events are resent
         if err is None:
-            self._acked.append((spool_id, accepted_at, resource))
+            self._acked.append(spool_id)
         else:
             self._failed.append((spool_id, err.name(), err.str()))
 
@@ -152,7 +151,10 @@ class Sender:
             and self._rewind_to is None
             and self._inflight < self._window
         )
-        self._producer.poll(0 if backlog else 0.05)
+        if self._producer.poll(0 if backlog else 0.05) and not backlog:
+            # more reports are on their way: take them in one round, one spool commit
+            self._stop.wait(ACK_GATHER)
+            self._producer.poll(0)
         self._settle()
         if self._fatal:
             self._replace_producer()
@@ -166,13 +168,10 @@ class Sender:
         if not acked and not failed:
             return
         if acked:
-            self._spool.remove(spool_id for spool_id, _, _ in acked)
             now = time.time()
             latency, published = self._metrics.latency, self._metrics.published
             # events of one spool batch share their acceptance time, hence one latency
-            for (accepted_at, resource), n in Counter(
-                (accepted_at, resource) for _, accepted_at, resource in acked
-            ).items():
+            for accepted_at, resource, n in self._spool.acknowledge(acked):
                 observe_many(latency, now - accepted_at, n)
                 published.labels(resource).inc(n)
         with self._lock:
@@ -210,7 +209,7 @@ class Sender:
                     self._producer.produce(
                         self._topic_of(row.resource), row.value, row.key,
                         headers=make_headers(self._source, row.resource, row.value, row.meta),
-                        on_delivery=partial(report, gen, row.id, row.accepted_at, row.resource),
+                        on_delivery=partial(report, gen, row.id),
                     )
                 except BufferError:
                     break

@@ -251,25 +251,37 @@ class Spool:
 
     def remove(self, ids: Iterable[int]) -> int:
         """Forget confirmed events: done batches go, the others keep a bitmap of acks."""
-        with self._lock:
-            touched: dict[int, _Batch] = {}
-            removed = 0
-            firsts, batches = self._firsts, self._batches
-            for spool_id in ids:
-                index = bisect.bisect_right(firsts, spool_id) - 1
-                if index < 0:
-                    continue
-                batch = batches[index]
-                if spool_id < batch.first + batch.count and batch.ack(spool_id):
-                    removed += 1
-                    touched[batch.first] = batch
-            if not touched:
-                return 0
-            self._save(touched.values())
-            self._depth -= removed
-            return removed
+        return sum(n for _, _, n in self.acknowledge(ids))
 
-    def _save(self, touched: Iterable[_Batch]) -> None:
+    def acknowledge(self, ids: Iterable[int]) -> list[tuple[float, str, int]]:
+        """``remove``, telling per batch touched its (accepted_at, resource, events removed):
+        what the sender needs for its metrics, so delivery reports carry only the id."""
+        with self._lock:
+            touched: dict[int, list[Any]] = {}
+            firsts, batches = self._firsts, self._batches
+            batch: _Batch | None = None
+            end = 0
+            tally: list[Any] = []
+            for spool_id in ids:  # consecutive ids mostly share a batch: bisect on a change
+                if batch is None or not batch.first <= spool_id < end:
+                    index = bisect.bisect_right(firsts, spool_id) - 1
+                    batch = batches[index] if index >= 0 else None
+                    if batch is None or spool_id >= batch.first + batch.count:
+                        batch = None
+                        continue
+                    end = batch.first + batch.count
+                    tally = touched.setdefault(batch.first, [batch, 0])
+                if batch.ack(spool_id):
+                    tally[1] += 1
+            done = [(b, n) for b, n in touched.values() if n]
+            if not done:
+                return []
+            self._save([b for b, _ in done])
+            removed = sum(n for _, n in done)
+            self._depth -= removed
+            return [(b.accepted_at, b.resource, n) for b, n in done]
+
+    def _save(self, touched: Sequence[_Batch]) -> None:
         done = [(b.first,) for b in touched if not b.left]
         partial = [(b.first, bytes(b.acked)) for b in touched if b.left]
         db = self._db

@@ -26,6 +26,7 @@ from syncbus.core.masking import (
     mask_name,
     mask_phone,
     token,
+    tokeniser,
 )
 from syncbus.core.model import Grant
 from syncbus.core.rules import MASK_KINDS
@@ -220,3 +221,14 @@ def test_the_compiled_plan_equals_applying_its_rules_one_by_one(bus: Bus, grant_
         assert masker.record(record) == _interpreted(plan, SECRET, record)
         key = str(record.get(resource.key_field))
         assert masker.key(key) == (key if plan.key_action == PASS else token(SECRET, key))
+
+
+def test_a_remembered_token_is_the_token_of_its_secret_and_value() -> None:
+    tokenise = tokeniser(b"secret-a")
+    other = tokeniser(b"secret-b")
+    values: list[Any] = ["320102199206070412", "320102199206070412", "x", dt.date(1990, 1, 2)]
+    for _ in range(2):  # the second round reads remembered tokens, then forgets them
+        assert [tokenise(v) for v in values] == [token(b"secret-a", v) for v in values]
+        assert [other(v) for v in values] == [token(b"secret-b", v) for v in values]
+        assert tokenise(values[0]) != other(values[0])
+        tokenise.forget()

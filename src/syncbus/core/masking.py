@@ -17,8 +17,8 @@ API:
     FieldRule(name, action, kind, grade); MaskPlan(rules, key_action)
         .masked_fields / .dropped_fields / .needs_secret
     compile_plan(domain_schema, clearance, masks, key_field) -> MaskPlan
-    Masker(plan, secret): .record(rec) -> dict; .key(key) -> str
-    token(secret, value) -> str; tokeniser(secret) -> token bound to a precomputed key
+    Masker(plan, secret): .record(rec) -> dict; .key(key) -> str; .forget()
+    token(secret, value) -> str; tokeniser(secret) -> Tokeniser (callable, remembering)
 """
 
 from __future__ import annotations
@@ -104,20 +104,43 @@ def token(secret: bytes, value: Any) -> str:
     return hmac.new(secret, _token_text(value), hashlib.sha256).hexdigest()[:32]
 
 
-def tokeniser(secret: bytes) -> Callable[[Any], str]:
-    """``token`` bound to one secret, with the keyed hash state computed once.
+class Tokeniser:
+    """``token`` bound to one secret: the keyed hash state is computed once, and each
+    text is hashed once until ``forget``.
 
     ``hmac.new`` derives the inner and outer padded keys on every call; copying a
-    keyed object skips that, and the router tokenises a key per delivery.
+    keyed object skips that. The router tokenises a key per delivery, often the
+    same value as a tokenised field of the record, and an entity changed twice in
+    a batch has the same key twice, so tokens are remembered, and forgotten per
+    batch so memory holds one batch's values, not a stream's.
     """
-    keyed = hmac.new(secret, digestmod=hashlib.sha256)
 
-    def tokenise(value: Any) -> str:
-        mac = keyed.copy()
+    __slots__ = ("_keyed", "_tokens")
+
+    def __init__(self, secret: bytes) -> None:
+        self._keyed = hmac.new(secret, digestmod=hashlib.sha256)
+        self._tokens: dict[str, str] = {}
+
+    def __call__(self, value: Any) -> str:
+        if type(value) is str:
+            found = self._tokens.get(value)
+            if found is None:
+                found = self._tokens[value] = self._hash(value)
+            return found
+        return self._hash(value)
+
+    def _hash(self, value: Any) -> str:
+        mac = self._keyed.copy()
         mac.update(_token_text(value))
         return mac.hexdigest()[:32]
 
-    return tokenise
+    def forget(self) -> None:
+        self._tokens.clear()
+
+
+def tokeniser(secret: bytes) -> Tokeniser:
+    """``token`` bound to one secret (see ``Tokeniser``)."""
+    return Tokeniser(secret)
 
 
 @dataclass(frozen=True, slots=True)
@@ -222,6 +245,10 @@ class Masker:
     def record(self, record: Mapping[str, Any] | None) -> dict[str, Any] | None:
         """The record as the subscriber may see it; ``None`` stays ``None``."""
         return None if record is None else self._record(record)
+
+    def forget(self) -> None:
+        """Drop the remembered tokens (the router calls this between batches)."""
+        self._token.forget()
 
     def key(self, key: str | None) -> str | None:
         """The entity key as the subscriber receives it (a token when above clearance)."""

@@ -66,6 +66,7 @@ class CompiledPolicy:
         self.bus = bus
         self.table = RoutingTable(bus)
         self.new_views: list[View] = []
+        self.maskers: list[Masker] = []  # their remembered tokens are forgotten per batch
         self._codec = codec
         self._views = views
         self._names = names
@@ -112,6 +113,7 @@ class CompiledPolicy:
             self._codec.register(view.event_schema)
             self.new_views.append(view)
         masker = Masker(view.plan, secret)
+        self.maskers.append(masker)
         topic = self._names.share(grant.subscriber, resource.id)
         shared = grant.subscriber if view.plan.needs_secret else ""
         return GrantRoute(

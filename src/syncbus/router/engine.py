@@ -138,6 +138,8 @@ class RoutingEngine:
                 out.dead.append(self._dead_letter(message, rr, record, exc, now))
                 out.dead_by_error[type(exc).__name__] += 1
         work.finish()
+        for masker in self.policy.maskers:  # tokens are remembered for one batch only
+            masker.forget()
         return out
 
     def _valid_region(self, region: str | None) -> bool:

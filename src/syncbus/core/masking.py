@@ -18,7 +18,8 @@ API:
         .masked_fields / .dropped_fields / .needs_secret
     compile_plan(domain_schema, clearance, masks, key_field) -> MaskPlan
     Masker(plan, secret): .record(rec) -> dict; .key(key) -> str; .forget()
-    token(secret, value) -> str; tokeniser(secret) -> Tokeniser (callable, remembering)
+    TOKEN_LENGTH; token(secret, value) -> str
+    tokeniser(secret) -> Tokeniser (callable, remembering tokens until .forget())
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ Action = Literal["pass", "mask", "token", "drop"]
 PASS: Action = "pass"
 MASK: Action = "mask"
 TOKEN: Action = "token"
+TOKEN_LENGTH = 32  # hex characters of a token, whatever the value
 DROP: Action = "drop"
 
 _DISTRICT = re.compile(r"^.*?(?:自治县|自治旗|区|县|旗)")
@@ -101,7 +103,7 @@ def _token_text(value: Any) -> bytes:
 
 def token(secret: bytes, value: Any) -> str:
     """Keyed token of a value: HMAC-SHA256 under the subscriber's secret, 32 hex chars."""
-    return hmac.new(secret, _token_text(value), hashlib.sha256).hexdigest()[:32]
+    return hmac.new(secret, _token_text(value), hashlib.sha256).hexdigest()[:TOKEN_LENGTH]
 
 
 class Tokeniser:
@@ -132,7 +134,7 @@ class Tokeniser:
     def _hash(self, value: Any) -> str:
         mac = self._keyed.copy()
         mac.update(_token_text(value))
-        return mac.hexdigest()[:32]
+        return mac.hexdigest()[:TOKEN_LENGTH]
 
     def forget(self) -> None:
         self._tokens.clear()

@@ -16,7 +16,7 @@ from typing import Any
 from syncbus.admin.names import TopicNames
 from syncbus.core import topics as t
 from syncbus.core.codec import Codec
-from syncbus.core.masking import Masker
+from syncbus.core.masking import TOKEN, Masker
 from syncbus.core.model import Bus, Grant, Resource
 from syncbus.core.policy import RoutingTable, UnroutableEvent
 from syncbus.core.validation import Validator, compile_validator
@@ -115,7 +115,11 @@ class CompiledPolicy:
         masker = Masker(view.plan, secret)
         self.maskers.append(masker)
         topic = self._names.share(grant.subscriber, resource.id)
-        shared = grant.subscriber if view.plan.needs_secret else ""
+        plan = view.plan
+        record_tokens = any(r.action == TOKEN for r in plan.rules)
+        # a view whose only secret-dependent part is the key token is encoded once per
+        # event and shared: the engine swaps the fixed-length key token in the bytes
+        shared = grant.subscriber if record_tokens else ("key" if plan.needs_secret else "")
         return GrantRoute(
             grant,
             view,

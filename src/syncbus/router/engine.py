@@ -21,7 +21,8 @@ from typing import Any, NamedTuple
 
 from syncbus.admin.names import TopicNames
 from syncbus.core import topics as t
-from syncbus.core.codec import Codec
+from syncbus.core.codec import HEADER_LEN, Codec
+from syncbus.core.masking import TOKEN_LENGTH
 from syncbus.core.problems import ValidationError
 from syncbus.core.regions import is_valid_region
 from syncbus.core.topics import (
@@ -43,6 +44,7 @@ __all__ = [
     "tune_gc",
 ]
 _REWRITTEN = frozenset({t.H_OP, t.H_REGION, t.H_OLD_REGION})
+_TOKEN_PREFIX = b"\x02" + bytes((TOKEN_LENGTH << 1,))  # key union branch 1, then its length
 _GOT = re.compile(r"\s*\(got [^)]*\)")
 
 Headers = list[tuple[str, bytes]]
@@ -202,6 +204,8 @@ class RoutingEngine:
             route = rr.grants[delivery.key]
             cache_key = (route.encode_id, delivery.op)
             hit = encoded.get(cache_key)
+            if hit is not None and route.encode_id[1] == "key" and delivery.op != "HEARTBEAT":
+                hit = _with_key(hit, route.masker.key(record["key"]), event_id)
             if hit is None:
                 key, body, delivered_region = self._encode(
                     route, record, delivery.op, old_region, writer_fp, raw, event_id
@@ -219,6 +223,7 @@ class RoutingEngine:
         sequences, sent, audit = batch.sequences, batch.out.deliveries, batch.out.audit
         audit_topic, audit_head = self.names.audit, b'{"event_id": "' + event_id.encode()
         routed_at_suffix, audit_end = batch.suffix, batch.audit_end
+        join = b"".join
         for route, (key, body, headers) in views:
             seq_key = route.sequence_prefix + seq_suffix
             sequence = sequences.get(seq_key)
@@ -226,11 +231,11 @@ class RoutingEngine:
                 sequence = batch.first_sequence(seq_key, partition)
             sequence += 1
             sequences[seq_key] = sequence
-            value = body + route.suffix_head + avro_long(sequence) + routed_at_suffix
+            value = join((body, route.suffix_head, avro_long(sequence), routed_at_suffix))
             sequence_header = (H_DELIVERY_SEQUENCE, str(sequence).encode())
             out_headers = [*headers, *route.headers, sequence_header, *batch_headers]
             sent.append((route.topic, key, value, out_headers))
-            audit_json = audit_head + route.audit_tail + audit_end
+            audit_json = join((audit_head, route.audit_tail, audit_end))
             audit.append((audit_topic, route.audit_key, audit_json, []))
         delivered = batch.out.delivered
         for delivery in deliveries:
@@ -311,6 +316,31 @@ class RoutingEngine:
             (H_DLQ_TIME, str(int(now.timestamp() * 1_000_000)).encode()),
         ]
         return (self.names.dlq, None, value, headers)
+
+
+def _with_key(
+    hit: tuple[bytes | None, bytes, Headers], key: str | None, event_id: str
+) -> tuple[bytes | None, bytes, Headers] | None:
+    """Another subscriber's key token in an encoded view, or None to encode it afresh.
+
+    The envelope starts event_id, source, resource, op, key; a token is always
+    ``TOKEN_LENGTH`` ASCII characters, so it sits at an offset known from the
+    first fields' lengths, and the bytes there are checked to be the old token.
+    """
+    old, body, headers = hit
+    if old is None or key is None or len(key) != TOKEN_LENGTH or len(old) != TOKEN_LENGTH:
+        return None
+    start = HEADER_LEN
+    for _ in range(3):  # event_id, source, resource: zig-zag length, then the bytes
+        size = body[start]
+        if size >= 0x80:
+            return None
+        start += 1 + (size >> 1)
+    start += 1 + 2  # op (one-byte enum index), union branch 1 and length 32 of the key
+    if body[start - 2 : start] != _TOKEN_PREFIX or body[start : start + TOKEN_LENGTH] != old:
+        return None
+    new = key.encode()
+    return new, b"".join((body[:start], new, body[start + TOKEN_LENGTH :])), headers
 
 
 def tune_gc() -> None:

@@ -60,4 +60,4 @@ class LazyGroup(click.Group):
 @click.group(cls=LazyGroup, help=HELP)
 @click.version_option(package_name="syncbus")
 def main() -> None:
-    pass
+    """The group itself does nothing; each subcommand is its own module."""

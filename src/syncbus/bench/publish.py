@@ -36,6 +36,9 @@ CHUNK = 5000
 UNIQUE = 2000  # distinct generated records, cycled (faker is slow)
 
 
+WARM_UP_EVENTS = 5_000
+
+
 def _changes(bus: Bus, resource: str, n: int) -> list[Change]:
     from syncbus.core.fake import make_records
 
@@ -118,6 +121,11 @@ def command(events: int, runs: int, resource: str, bootstrap: str | None, as_jso
     sdk: list[float] = []
     base: list[float] = []
     try:
+        # untimed: the first producer on a fresh broker waits for its idempotence PID
+        # and the topics' leaders, which would otherwise land in run 1 of one side only
+        warm = min(events, WARM_UP_EVENTS)
+        _run_baseline(conn, topics[1], encoded, warm)
+        _run_sdk(bus, conn, owner, resource, topics[0], changes[:warm])
         for run in range(1, runs + 1):
             base.append(_run_baseline(conn, topics[1], encoded, events))
             sdk.append(_run_sdk(bus, conn, owner, resource, topics[0], changes))

@@ -136,3 +136,19 @@ def test_encode_error_on_bad_record(bus: Bus) -> None:
         codec.encode(fp, {"uscc": 12})
     with pytest.raises(UnknownFingerprint):
         codec.encode(b"\x01" * 8, {})
+
+
+def test_a_value_the_compiled_encoder_declines_is_counted_and_still_refused() -> None:
+    """Compiled code hands bad values to fastavro; the codec counts the hand-over."""
+    from syncbus.core.codec import Codec, EncodeError
+
+    codec = Codec()
+    fp = codec.register(
+        {"type": "record", "name": "r", "fields": [{"name": "n", "type": "long"}]}
+    )
+    assert codec.fallbacks == 0
+    codec.decode(codec.encode(fp, {"n": 5}))
+    assert codec.fallbacks == 0
+    with pytest.raises(EncodeError):
+        codec.encode(fp, {"n": "not a number"})
+    assert codec.fallbacks == 1

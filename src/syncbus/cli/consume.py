@@ -7,6 +7,7 @@ moves the offsets of the subscriber's real application.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import uuid
 
@@ -72,8 +73,7 @@ def consume(
         consumer_config={} if from_beginning else {"auto.offset.reset": "latest"},
     )
     try:
-        subscriber.run(show, max_events=max_events, idle_timeout=timeout)
-    except KeyboardInterrupt:
-        pass
+        with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C ends a look, not an error
+            subscriber.run(show, max_events=max_events, idle_timeout=timeout)
     finally:
         subscriber.close()

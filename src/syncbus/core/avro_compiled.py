@@ -16,7 +16,7 @@ recursive records, other logical types) compile to ``None``: fastavro only.
 
 API:
     Fallback (an Exception)
-    compile_encoder(schema) -> Callable[[record], bytes] | None
+    compile_encoder(schema, prefix=b"") -> Callable[[record], bytes] | None
     compile_decoder(schema) -> Callable[[bytes, int], tuple[record, int]] | None
 """
 
@@ -301,11 +301,12 @@ class _EncoderGen:
             self.write(field["type"], v, ind, ns, stack)
 
 
-def compile_encoder(schema: Mapping[str, Any]) -> Encoder | None:
-    """An encoder of the Avro body of ``schema``'s records, or None if not compilable."""
+def compile_encoder(schema: Mapping[str, Any], prefix: bytes = b"") -> Encoder | None:
+    """An encoder of ``prefix`` + the Avro body of ``schema``'s records, or None if not
+    compilable (the prefix is the single-object header: one buffer, no concatenation)."""
     src = _Source()
     src.add(0, "def encode(r):")
-    src.add(1, "o = bytearray()")
+    src.add(1, f"o = bytearray({src.const(prefix)})")
     try:
         _EncoderGen(src).write(schema, "r", 1, "", ())
     except (Unsupported, KeyError, TypeError, ValueError):

@@ -5,9 +5,11 @@ the little-endian byte order the Avro specification gives for single-object
 encoding, so any Avro implementation can find the writer schema without a
 registry server. A ``Codec`` holds the schemas it has seen by fingerprint; the
 router decodes every event once, so each registered schema gets a compiled
-encoder and decoder (``syncbus.core.avro_compiled``, byte-identical to fastavro),
-fastavro handles whatever those do not take, and resolving a writer against a
-different reader (cached per pair) is fastavro's ``schemaless_reader``.
+encoder and decoder, byte-identical to fastavro: native (``_avro_native``, C built
+from Cython at install) where the install could compile it, else generated Python
+(``syncbus.core.avro_compiled``). fastavro handles whatever those do not take,
+and resolving a writer against a different reader (cached per pair) is
+fastavro's ``schemaless_reader``.
 
 Decoded types (fastavro's): ``date`` -> ``datetime.date``, ``timestamp-micros``
 -> aware UTC ``datetime``, ``decimal`` -> ``decimal.Decimal``, ``uuid`` -> str
@@ -20,6 +22,8 @@ API:
              encode(fp, record) -> bytes; encode_many(fp, records) -> list[bytes]
              decode(data, reader_fp=None) -> (record, writer_fp)
     peek_fingerprint(data) -> bytes
+    compile_encoder(schema, prefix=b"") / compile_decoder(schema): native, else Python
+    native_codec: the native module, or None where it was not built
     DecodeError > NotSingleObjectEncoded, UnknownFingerprint(fp_hex), IncompatibleWriter,
                   CorruptBody; EncodeError (record does not fit the schema)
 """
@@ -30,15 +34,22 @@ import copy
 import io
 import json
 from collections.abc import Iterable, Mapping
+from types import ModuleType
 from typing import Any
 
 from fastavro import parse_schema, schemaless_reader, schemaless_writer
 from fastavro.schema import fingerprint as _fastavro_fingerprint
 from fastavro.schema import to_parsing_canonical_form
 
-from syncbus.core.avro_compiled import Decoder, Encoder, compile_encoder
-from syncbus.core.avro_compiled_decode import compile_decoder
+from syncbus.core import avro_compiled, avro_compiled_decode
+from syncbus.core.avro_compiled import Decoder, Encoder
 from syncbus.core.compat import incompatibilities
+
+native_codec: ModuleType | None
+try:  # C compiled from Cython at install time (setup.py); same contract, ~3x faster
+    from syncbus.core import _avro_native as native_codec
+except ImportError:  # no C compiler where this was installed: the generated Python
+    native_codec = None
 
 MAGIC = b"\xc3\x01"
 HEADER_LEN = len(MAGIC) + 8
@@ -97,7 +108,7 @@ class Codec:
         self._raw: dict[bytes, dict[str, Any]] = {}
         self._parsed: dict[bytes, Any] = {}
         self._writers: dict[bytes, Any] = {}  # parsed with fastavro's write hint
-        self._encoders: dict[bytes, tuple[bytes, Encoder | None]] = {}
+        self._encoders: dict[bytes, Encoder | None] = {}
         self._decoders: dict[bytes, Decoder | None] = {}
         self._pairs: dict[tuple[bytes, bytes], tuple[Any, Any]] = {}
         # how often compiled code declined a value and fastavro took over: bad input
@@ -115,7 +126,7 @@ class Codec:
             # too, since a schema parsed without the hint is parsed again on every
             # ``schemaless_reader`` call (a v1 event read as v2 cost 2.4x as much).
             self._parsed[fp] = self._writers[fp] = parse_schema(copy.deepcopy(raw))
-            self._encoders[fp] = (MAGIC + fp, compile_encoder(raw))
+            self._encoders[fp] = compile_encoder(raw, MAGIC + fp)
             self._decoders[fp] = compile_decoder(raw)
             self._raw[fp] = raw
         return fp
@@ -143,16 +154,16 @@ class Codec:
         take (see ``syncbus.core.avro_compiled``) goes to fastavro, whose bytes and
         errors are the reference."""
         try:
-            prefix, compiled = self._encoders[fp]
+            compiled = self._encoders[fp]
         except KeyError:
             raise UnknownFingerprint(fp) from None
         if compiled is not None:
             try:
-                return prefix + compiled(record)
+                return compiled(record)
             except Exception:  # fastavro below gives the reference bytes or error
                 self.fallbacks += 1
         out = io.BytesIO()
-        out.write(prefix)
+        out.write(MAGIC + fp)
         try:
             schemaless_writer(out, self._writers[fp], record)
         except (TypeError, ValueError, KeyError, AttributeError) as exc:
@@ -208,3 +219,21 @@ class Codec:
         if not isinstance(record, dict):
             raise CorruptBody("decoded value is not a record")
         return record, writer_fp
+
+
+def compile_encoder(schema: Mapping[str, Any], prefix: bytes = b"") -> Encoder | None:
+    """The fastest encoder of ``prefix`` + body built here: native, else generated Python."""
+    if native_codec is not None:
+        encoder: Encoder | None = native_codec.compile_encoder(schema, prefix)
+        if encoder is not None:
+            return encoder
+    return avro_compiled.compile_encoder(schema, prefix)
+
+
+def compile_decoder(schema: Mapping[str, Any]) -> Decoder | None:
+    """The fastest decoder built here: native, else generated Python."""
+    if native_codec is not None:
+        decoder: Decoder | None = native_codec.compile_decoder(schema)
+        if decoder is not None:
+            return decoder
+    return avro_compiled_decode.compile_decoder(schema)

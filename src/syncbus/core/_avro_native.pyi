@@ -1,0 +1,11 @@
+"""Types of the Cython module ``_avro_native.pyx`` (see its docstring)."""
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+def compile_encoder(
+    schema: Mapping[str, Any], prefix: bytes = b""
+) -> Callable[[Any], bytes] | None: ...
+def compile_decoder(
+    schema: Mapping[str, Any],
+) -> Callable[[bytes, int], tuple[dict[str, Any], int]] | None: ...

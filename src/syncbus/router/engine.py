@@ -7,6 +7,11 @@ cannot be decoded, validated or routed becomes a dead letter naming the source
 topic, partition, offset and the reason; a decodable record is dead-lettered
 masked. The Faust adapter and the benchmark's plain confluent-kafka loop both
 run this same engine, so they compare frameworks, not work.
+
+Dead letters are for bad input, not for a bad router: when ``max_consecutive_dead``
+events in a row fail (a broken deploy, schemas never applied, a masking bug), the
+engine raises ``DeadLetterLimit`` instead of dead-lettering the whole stream, and
+the adapter stops before acking the batch, so nothing of it is lost.
 """
 
 from __future__ import annotations
@@ -36,8 +41,10 @@ from syncbus.core.views import NULL_ROUTER_TAIL, avro_long, routed_at_suffix
 from syncbus.router.compiled import CompiledPolicy, GrantRoute, ResourceRoute, schema_record
 
 __all__ = [
+    "DEFAULT_MAX_CONSECUTIVE_DEAD",
     "H_DLQ_ERROR_CLASS",
     "BatchOutput",
+    "DeadLetterLimit",
     "RawMessage",
     "RefusedEvent",
     "RoutingEngine",
@@ -46,6 +53,9 @@ __all__ = [
 _REWRITTEN = frozenset({t.H_OP, t.H_REGION, t.H_OLD_REGION})
 _TOKEN_PREFIX = b"\x02" + bytes((TOKEN_LENGTH << 1,))  # key union branch 1, then its length
 _GOT = re.compile(r"\s*\(got [^)]*\)")
+# far above what a burst of junk from one bad publisher makes between good events,
+# far below "the whole stream since the deploy": a router that fails everything stops
+DEFAULT_MAX_CONSECUTIVE_DEAD = 10_000
 
 Headers = list[tuple[str, bytes]]
 OutMessage = tuple[str, bytes | None, bytes, Headers]
@@ -108,11 +118,25 @@ class RefusedEvent(ValueError):
     """An event whose envelope contradicts itself (resource, region); dead-lettered."""
 
 
+class DeadLetterLimit(RuntimeError):
+    """Too many events in a row failed: the router, not the input, is likely broken."""
+
+
 class RoutingEngine:
-    def __init__(self, policy: CompiledPolicy, codec: Codec, names: TopicNames) -> None:
+    def __init__(
+        self,
+        policy: CompiledPolicy,
+        codec: Codec,
+        names: TopicNames,
+        max_consecutive_dead: int = DEFAULT_MAX_CONSECUTIVE_DEAD,
+    ) -> None:
+        if max_consecutive_dead < 1:
+            raise ValueError(f"max_consecutive_dead must be at least 1, not {max_consecutive_dead}")
         self.codec = codec
         self.names = names
         self.policy = policy
+        self.max_consecutive_dead = max_consecutive_dead
+        self.consecutive_dead = 0  # across batches: a broken router fails every batch
         self._pending_schemas = [schema_record(v) for v in policy.new_views]
         self._resources: dict[str, str] = {}
         self._regions: dict[str, bool] = {}
@@ -139,10 +163,24 @@ class RoutingEngine:
             except Exception as exc:  # every failure of one event is that event's dead letter
                 out.dead.append(self._dead_letter(message, rr, record, exc, now))
                 out.dead_by_error[type(exc).__name__] += 1
+                self.consecutive_dead += 1
+                if self.consecutive_dead >= self.max_consecutive_dead:
+                    raise self._limit_reached(message, exc) from exc
+            else:
+                self.consecutive_dead = 0
         work.finish()
         for masker in self.policy.maskers:  # tokens are remembered for one batch only
             masker.forget()
         return out
+
+    def _limit_reached(self, message: RawMessage, exc: Exception) -> DeadLetterLimit:
+        return DeadLetterLimit(
+            f"{self.consecutive_dead} events in a row could not be routed, the last at "
+            f"{message.topic}[{message.partition}]@{message.offset}: {type(exc).__name__}: "
+            f"{_reason(exc)}. Stopping before this batch is acked, so nothing is lost. "
+            f"If the router is at fault (schemas or policy not applied, a bad deploy), fix "
+            f"it and restart; if the input really is this bad, raise --max-consecutive-dead."
+        )
 
     def _valid_region(self, region: str | None) -> bool:
         """``is_valid_region``, remembered: GB/T 2260 has a few thousand codes."""

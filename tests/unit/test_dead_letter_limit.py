@@ -1,0 +1,78 @@
+"""Dead letters are for bad input: a router that fails event after event stops instead.
+
+The engine counts events that failed in a row, across batches; a routed event
+resets the count. At the limit it raises before the batch is done, so the
+adapter exits without acking anything of that batch.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from datetime import UTC, datetime
+
+import pytest
+
+from syncbus.admin.names import TopicNames
+from syncbus.core.catalog import Bus
+from syncbus.core.codec import Codec
+from syncbus.core.fake import make_record
+from syncbus.core.views import ViewCache
+from syncbus.router.compiled import CompiledPolicy
+from syncbus.router.engine import DeadLetterLimit, RawMessage, RoutingEngine
+from syncbus.router.secrets import TokenSecrets
+
+RES = "population.resident"
+NAMES = TopicNames("")
+
+
+def _engine(bus: Bus, limit: int) -> RoutingEngine:
+    codec = Codec()
+    secrets = TokenSecrets({s: f"secret-{s}" for s in bus.subscribers})
+    policy = CompiledPolicy(bus, secrets, codec, ViewCache(), NAMES, os.urandom(32))
+    return RoutingEngine(policy, codec, NAMES, max_consecutive_dead=limit)
+
+
+def _good(bus: Bus, offset: int) -> RawMessage:
+    codec = Codec()
+    fp = codec.register(bus.schemas.event_schema(bus.resource(RES).schema))
+    record = make_record(RES, region="320102", seed=offset)
+    now = 1_740_000_000_000_000
+    value = codec.encode(fp, {
+        "event_id": str(uuid.uuid4()), "source": "js-gaj", "resource": RES, "op": "CREATE",
+        "key": record["id_number"], "region": "320102", "sequence": offset + 1,
+        "occurred_at": now, "published_at": now, "before": None, "after": record,
+    })
+    return RawMessage(NAMES.raw(RES), 0, offset, b"k", value, [])
+
+
+def _bad(offset: int) -> RawMessage:
+    return RawMessage(NAMES.raw(RES), 0, offset, b"k", b"not avro at all", [])
+
+
+def _process(engine: RoutingEngine, batch: list[RawMessage]) -> int:
+    out = engine.process(batch, datetime.now(UTC), lambda _: 0)
+    return len(out.dead)
+
+
+def test_bad_input_between_good_events_is_only_dead_lettered(bus: Bus) -> None:
+    engine = _engine(bus, limit=3)
+    batch = [_bad(0), _bad(1), _good(bus, 2), _bad(3), _bad(4), _good(bus, 5)]
+    assert _process(engine, batch) == 4
+    assert _process(engine, [_bad(6), _bad(7)]) == 2  # two in a row: under the limit
+
+
+def test_failures_in_a_row_stop_the_engine_across_batches(bus: Bus) -> None:
+    engine = _engine(bus, limit=3)
+    assert _process(engine, [_good(bus, 0), _bad(1), _bad(2)]) == 2
+    with pytest.raises(DeadLetterLimit) as caught:
+        _process(engine, [_bad(3), _good(bus, 4)])
+    message = str(caught.value)
+    assert "3 events in a row" in message
+    assert f"{NAMES.raw(RES)}[0]@3" in message and "NotSingleObjectEncoded" in message
+    assert "--max-consecutive-dead" in message
+
+
+def test_the_limit_must_be_positive(bus: Bus) -> None:
+    with pytest.raises(ValueError, match="max_consecutive_dead"):
+        _engine(bus, limit=0)

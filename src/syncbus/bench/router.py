@@ -1,10 +1,15 @@
 """``syncbus bench router``: a real router worker against a plain confluent-kafka loop.
 
 Both do the same work with the same engine (decode once, validate, route, mask and
-encode once per distinct view, dead letters, audit) and the same guarantee (output
-confirmed by the broker before offsets are committed); only the framework differs:
-syncbus is a ``syncbus router`` process (Faust, ``take_events`` batches), the
-baseline a consume/process/produce loop on confluent-kafka in this process.
+encode once per distinct view, dead letters, audit), the same guarantee (a batch's
+offsets are committed only after the broker confirmed all of its output) and the
+same pipelining: each routes the next batch while the broker confirms the previous
+one, with at most two batches written and unconfirmed, and commits (acks) batches
+in order. Only the framework differs: syncbus is a ``syncbus router`` process
+(Faust, whole fetches handed to the batch handler), the baseline a
+consume/process/produce loop on confluent-kafka in this process, which commits the
+explicit offsets of each confirmed batch, never the consumer's position (that is
+already past the batch in flight).
 
 Each run gets topics of its own (a uuid prefix, created by ``apply``), starts its
 router, waits until it routes a probe, then produces N pre-encoded events at once
@@ -29,6 +34,7 @@ import tempfile
 import threading
 import time
 import uuid
+from collections import deque
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, cast
@@ -50,9 +56,10 @@ from syncbus.router.compiled import CompiledPolicy
 from syncbus.router.engine import RawMessage, RoutingEngine, tune_gc
 from syncbus.router.follower import PolicyFollower
 from syncbus.router.secrets import TokenSecrets
-from syncbus.router.sink import BatchSink
+from syncbus.router.sink import BatchSink, Delivery
 
 UNIQUE = 2000
+PIPELINE_DEPTH = 2  # the router's default (RouterConfig.pipeline_depth)
 REGIONS = ("320102", "320106", "320508", "320505", "320205", "320583")
 
 
@@ -207,6 +214,7 @@ def _baseline_loop(
     secrets: TokenSecrets,
     batch: int,
     stop: threading.Event,
+    depth: int = PIPELINE_DEPTH,
 ) -> None:
     bus = PolicyFollower(conn, names.policy).load()
     codec = Codec()
@@ -214,7 +222,9 @@ def _baseline_loop(
     engine = RoutingEngine(policy, codec, names)
     tune_gc()  # as the router process does
     sink = BatchSink(conn, names.schemas)
-    sequences: dict[str, int] = {}
+    sequences: dict[str, int] = {}  # confirmed, like the router's table
+    assigned: dict[str, int] = {}  # of batches in flight, consulted first
+    in_flight: deque[tuple[Delivery, dict[str, tuple[int, int]], list[TopicPartition]]] = deque()
     consumer = Consumer(
         conn.confluent(
             **{
@@ -225,10 +235,25 @@ def _baseline_loop(
         )
     )
     consumer.subscribe([names.raw(resource)])
+
+    def sequence_of(key: str) -> int:
+        found = assigned.get(key)
+        return found if found is not None else sequences.get(key, 0)
+
+    def confirm_oldest() -> None:
+        delivery, batch_sequences, offsets = in_flight.popleft()
+        delivery.confirmed_blocking()
+        sequences.update({k: v for k, (_, v) in batch_sequences.items()})
+        consumer.commit(offsets=offsets, asynchronous=True)
+        if not in_flight:
+            assigned.clear()
+
     try:
         while not stop.is_set():
             messages = [m for m in consumer.consume(batch, timeout=0.05) if m.error() is None]
             if not messages:
+                while in_flight:  # idle: nothing to overlap with
+                    confirm_oldest()
                 continue
             raw = [
                 RawMessage(
@@ -241,11 +266,14 @@ def _baseline_loop(
                 )
                 for m in messages
             ]
-            output = engine.process(raw, datetime.now(UTC), lambda k: sequences.get(k, 0))
-            sink.write(output)
-            sink.confirmed_blocking()
-            sequences.update({k: v for k, (_, v) in output.sequences.items()})
-            consumer.commit(asynchronous=True)
+            output = engine.process(raw, datetime.now(UTC), sequence_of)
+            delivery = sink.write(output)
+            assigned.update({k: v for k, (_, v) in output.sequences.items()})
+            ends = {(m.topic, m.partition): m.offset + 1 for m in raw}  # offsets ascend
+            offsets = [TopicPartition(t, p, o) for (t, p), o in ends.items()]
+            in_flight.append((delivery, output.sequences, offsets))
+            while len(in_flight) >= depth:
+                confirm_oldest()
     finally:
         consumer.close()
 

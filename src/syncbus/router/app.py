@@ -3,16 +3,26 @@
 Design around faust-streaming's pitfalls (DESIGN.md): Faust's per-event stream
 path costs more than all of our work, so the consumer hands each fetch of the raw
 topics to ``BatchHandler`` (``router.batching``) in one call; one handler runs at
-a time (no issue 606); output is produced with librdkafka and confirmed by the
-broker *before* the handler acks the batch's messages, and Faust commits only
-acked offsets. An exception in our batch code is never allowed to escape: per-event
-failures are dead letters (engine), and anything else stops the process at once,
-before any of the batch is acked.
+a time. Batches are pipelined: the handler routes and writes a batch, then takes
+the next fetch while the broker confirms the previous one (at most
+``pipeline_depth`` batches written and unconfirmed), so neither the router nor a
+broker sharing its cores waits for the other. One confirmer task acks batches
+strictly in the order they were written, each only after the broker confirmed
+all of its output; Faust commits only acked offsets, and acking in order keeps
+its commit from passing an unacked offset (faust-streaming issue 606 is exactly
+an out-of-order ack). An exception in our batch code is never allowed to escape:
+per-event failures are dead letters (engine), and anything else stops the process
+at once, before the failed batch (or any later one) is acked.
 
 Delivery sequences live in a changelogged Faust table keyed
 ``subscriber/resource/partition``; each key is written to the changelog partition
 of its raw partition, so the worker that owns a raw partition recovers exactly
-its sequences after a restart or rebalance. The live policy is followed by a timer.
+its sequences after a restart or rebalance. The table is written when a batch is
+confirmed, in batch order; the sequences of batches still in flight are kept
+beside it and consulted first, so the next batch continues their numbering, and
+dropped whenever nothing is in flight: a rebalance waits for every fetched
+message to be acked (``stream_wait_empty``), so the worker that gets a partition
+next numbers from the table alone. The live policy is followed by a timer.
 """
 
 from __future__ import annotations
@@ -21,11 +31,12 @@ import asyncio
 import logging
 import os
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, NamedTuple, NoReturn, cast
 
 import faust
 from faust.types import Message
@@ -41,7 +52,7 @@ from syncbus.router.engine import BatchOutput, RawMessage, RoutingEngine, tune_g
 from syncbus.router.follower import PolicyFollower
 from syncbus.router.metrics import RouterMetrics
 from syncbus.router.secrets import TokenSecrets
-from syncbus.router.sink import BatchSink
+from syncbus.router.sink import BatchSink, Delivery
 from syncbus.router.topics import raw_partitions
 
 log = logging.getLogger("syncbus.router")
@@ -60,36 +71,116 @@ class RouterConfig:
     policy_interval: float = 1.0
     replication: int = 1
     loglevel: str = "WARNING"
+    pipeline_depth: int = 2
+
+    def __post_init__(self) -> None:
+        if self.pipeline_depth < 1:
+            raise ValueError(f"pipeline_depth must be at least 1, not {self.pipeline_depth}")
+
+
+def stop_unconfirmed(exc: BaseException) -> NoReturn:
+    """Stop at once: nothing of a batch that failed, nor of any later one, may be acked."""
+    log.critical("batch failed; stopping before its offsets commit", exc_info=exc)
+    logging.shutdown()
+    os._exit(EXIT_UNCONFIRMED)
+
+
+class _InFlight(NamedTuple):
+    output: BatchOutput
+    delivery: Delivery
+    messages: Sequence[Message]
+    ack: Callable[[Message], Any]
+    started: float
 
 
 class BatchHandler:
-    """What the agent does with one batch; the table and sink are the only side effects."""
+    """What the agent does with each batch; the table and sink are the only side effects.
+
+    ``handle`` returns once fewer than ``depth`` batches await the broker, so the
+    caller fetches the next batch while earlier ones are confirmed; ``depth=1`` is
+    the strictly serial router. ``fail`` is called with the error when confirming
+    fails, and must not return normally in a worker (``stop_unconfirmed``).
+    """
 
     def __init__(
-        self, engine: RoutingEngine, sink: BatchSink, table: Any, metrics: RouterMetrics
+        self,
+        engine: RoutingEngine,
+        sink: BatchSink,
+        table: Any,
+        metrics: RouterMetrics,
+        depth: int = 2,
+        fail: Callable[[BaseException], Any] = stop_unconfirmed,
     ) -> None:
         self.engine, self.sink, self.table, self.metrics = engine, sink, table, metrics
+        self.depth, self._fail = depth, fail
+        self._in_flight: deque[_InFlight] = deque()
+        self._assigned: dict[str, int] = {}  # sequences of batches in flight: newer than the table
+        self._room = asyncio.Event()
+        self._confirmer: asyncio.Task[None] | None = None
+        self._failure: BaseException | None = None
 
     def _sequence_of(self, key: str) -> int:
-        return int(self.table.data.get(key, 0))
+        assigned = self._assigned.get(key)
+        return assigned if assigned is not None else int(self.table.data.get(key, 0))
 
     async def handle(self, messages: Sequence[Message], ack: Callable[[Message], Any]) -> None:
-        """Route, confirm, then ack; a batch is acked whole or not at all."""
+        """Route and write a batch; it is acked whole, later, once confirmed, or never."""
+        if self._failure is not None:
+            raise RuntimeError("an earlier batch was not confirmed") from self._failure
         started = time.monotonic()
         batch = [
             RawMessage(m.topic, m.partition, m.offset, m.key, m.value, cast(Any, m.headers))
             for m in messages
         ]
         output = self.engine.process(batch, datetime.now(UTC), self._sequence_of)
-        self.sink.write(output)
+        delivery = self.sink.write(output)
+        for key, (_partition, sequence) in output.sequences.items():
+            self._assigned[key] = sequence
+        self._in_flight.append(_InFlight(output, delivery, messages, ack, started))
+        self.metrics.batches_in_flight.set(len(self._in_flight))
+        if self._confirmer is None:
+            self._confirmer = asyncio.ensure_future(self._confirm())
+            self._confirmer.add_done_callback(self._confirmer_done)
+        while len(self._in_flight) >= self.depth:
+            self._room.clear()
+            await self._room.wait()
+            if self._failure is not None:
+                raise RuntimeError("an earlier batch was not confirmed") from self._failure
+
+    async def _confirm(self) -> None:
+        """Ack the batches in flight in the order written, each once it is confirmed."""
         try:
-            await self.sink.confirmed()
-        except asyncio.CancelledError:  # shutting down: confirm, ack, then stop
-            self.sink.confirmed_blocking()
-            self._done(output, messages, ack)
+            while self._in_flight:
+                await self._in_flight[0].delivery.confirmed()
+                self._finish()
+        except asyncio.CancelledError:  # shutting down: confirm, ack in order, then stop
+            while self._in_flight:
+                self._in_flight[0].delivery.confirmed_blocking()
+                self._finish()
             raise
+        except BaseException as exc:  # recorded at once: no later batch may be acked
+            self._failure = exc
+            self._room.set()  # wake ``handle`` so it raises instead of waiting forever
+            raise
+        finally:  # no await since the emptiness check: the next ``handle`` starts a new one
+            self._confirmer = None
+
+    def _finish(self) -> None:
+        output, _delivery, messages, ack, started = self._in_flight[0]
         self._done(output, messages, ack)
+        self._in_flight.popleft()
+        if not self._in_flight:
+            self._assigned.clear()  # the table holds them all now
+        self._room.set()
+        self.metrics.batches_in_flight.set(len(self._in_flight))
         self.metrics.observe(output, time.monotonic() - started)
+
+    def _confirmer_done(self, task: asyncio.Task[None]) -> None:
+        if task.cancelled() or task.exception() is None:
+            return
+        self._failure = self._failure or task.exception()
+        self._room.set()
+        self._fail(cast(BaseException, self._failure))
 
     def _done(self, output: BatchOutput, messages: Sequence[Message], ack: Any) -> None:
         for key, (partition, sequence) in output.sequences.items():
@@ -137,7 +228,7 @@ def build_app(config: RouterConfig, registry: CollectorRegistry | None = None) -
         "delivery-sequence", default=int, key_type=str, value_type=int, partitions=partitions
     )
     sink = BatchSink(config.connection, config.names.schemas)
-    handler = BatchHandler(engine, sink, table, metrics)
+    handler = BatchHandler(engine, sink, table, metrics, config.pipeline_depth)
     source = app.topic(*raw_topics, key_serializer="raw", value_serializer="raw")
 
     async def route_batch(messages: list[Message]) -> None:
@@ -145,10 +236,8 @@ def build_app(config: RouterConfig, registry: CollectorRegistry | None = None) -
             await handler.handle(messages, app.consumer.ack)
         except asyncio.CancelledError:
             raise
-        except BaseException:  # never let a batch we did not finish be acked
-            log.critical("batch failed; stopping before its offsets commit", exc_info=True)
-            logging.shutdown()
-            os._exit(EXIT_UNCONFIRMED)
+        except BaseException as exc:  # never let a batch we did not finish be acked
+            stop_unconfirmed(exc)
 
     app.route_batches(raw_topics, route_batch)
 

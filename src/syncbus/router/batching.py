@@ -13,9 +13,12 @@ Everything else stays Faust's: group membership and partition assignment (the
 raw topics are still subscribed by the router's agent, so the sequence table is
 co-partitioned as before), flow control during rebalances, table changelogs,
 and offset commits, which follow acks. A message is *tracked* (unacked) from the
-moment it is fetched, so a rebalance waits for the batch in flight
-(``stream_wait_empty``), and it is acked only after the broker confirmed the
-batch's output: a kill -9 loses nothing. Messages of other topics (table
+moment it is fetched until its batch's handler acks it, which may be after the
+handler returned: the router's handler returns while a batch's output is still
+being confirmed, so the next fetch is taken meanwhile (``router.app``). A
+rebalance or shutdown stops the flow and waits for every batch still in flight
+(``stream_wait_empty``), and a message is acked only after the broker confirmed
+its batch's output: a kill -9 loses nothing. Messages of other topics (table
 changelogs during recovery) take Faust's own path unchanged.
 """
 
@@ -29,6 +32,7 @@ import faust
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP, Message
 
+#: Takes a fetch; returns when the consumer may fetch again (its messages may still be unacked).
 BatchHandler = Callable[[list[Message]], Awaitable[None]]
 
 

@@ -32,6 +32,11 @@ class RouterMetrics:
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
             registry=registry,
         )
+        self.batches_in_flight = Gauge(
+            "syncbus_router_batches_in_flight",
+            "Batches written and not yet confirmed by the broker (at most the pipeline depth).",
+            registry=registry,
+        )
         self.policy_updates = Counter(
             "syncbus_router_policy_updates_total",
             "Policy versions applied, or refused.",

@@ -1,10 +1,14 @@
-"""Writing a batch's output with librdkafka, confirmed before the batch may be acked.
+"""Writing a batch's output with librdkafka, confirmed batch by batch before it may be acked.
 
 Records are handed to a confluent-kafka Producer (idempotent, ``acks=all``) in one
-burst, batched in C; the caller then awaits ``confirmed()``, which polls the
-producer without blocking the event loop until every record is acknowledged. A
-record the broker refused is produced again; only when the producer reports a
-fatal error does the process stop, before any offset of the batch is committed.
+burst, batched in C. ``write`` returns the batch's ``Delivery``: every record of
+that batch reports to it, so when the router writes the next batch before the
+broker has confirmed this one (pipelining), each batch is still confirmed on its
+own, and a later batch's acknowledgements never stand in for an earlier one's.
+Batches go through the one producer in the order written, so per-partition order
+holds across batches. A record the broker refused is produced again; only when the
+producer reports a fatal error does the process stop, before any offset of the
+batch is committed.
 """
 
 from __future__ import annotations
@@ -29,65 +33,88 @@ PRODUCER_DEFAULTS = {
 }
 
 
+class Delivery:
+    """The records of one batch that the broker has not acknowledged yet.
+
+    One bound ``on_delivery`` per batch instead of a closure per record: the count
+    is all a batch needs. A refused record stays counted until it is produced again
+    and acknowledged.
+    """
+
+    __slots__ = ("_sink", "pending", "refused")
+
+    def __init__(self, sink: BatchSink) -> None:
+        self._sink = sink
+        self.pending = 0
+        self.refused: list[OutMessage] = []
+
+    def on_delivery(self, error: KafkaError | None, msg: Any) -> None:
+        if error is None:
+            self.pending -= 1
+        elif error.fatal():
+            raise KafkaException(error)
+        else:
+            self.refused.append((msg.topic(), msg.key(), msg.value(), msg.headers() or []))
+
+    def _settled(self) -> bool:
+        """True once every record is acknowledged; refused ones are sent again first."""
+        if self.refused:
+            retry, self.refused = self.refused, []
+            for message in retry:
+                self._sink.produce(message, self.on_delivery)
+        return self.pending == 0
+
+    async def confirmed(self, poll_interval: float = 0.001) -> None:
+        """Wait, without blocking the event loop, until the broker acknowledged it all."""
+        poll = self._sink.producer.poll
+        while True:
+            poll(0)
+            if self._settled():
+                return
+            await asyncio.sleep(poll_interval)
+
+    def confirmed_blocking(self, timeout: float = 300.0) -> None:
+        """The same without an event loop (shutdown, the benchmark baseline)."""
+        poll = self._sink.producer.poll
+        deadline = time.monotonic() + timeout
+        while not self._settled():
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"records not confirmed by the broker within {timeout} s")
+            poll(0.05)
+
+
 class BatchSink:
     def __init__(self, connection: Connection, schemas_topic: str, **overrides: Any) -> None:
         self.producer = Producer(connection.confluent(**{**PRODUCER_DEFAULTS, **overrides}))
         self._schemas_topic = schemas_topic
-        self._failed: list[OutMessage] = []
 
-    def _on_delivery(self, error: KafkaError | None, msg: Any) -> None:
-        """One callback for every record (no closure per record): refused ones are kept."""
-        if error is not None:
-            if error.fatal():
-                raise KafkaException(error)
-            self._failed.append((msg.topic(), msg.key(), msg.value(), msg.headers() or []))
-
-    def _produce(self, message: OutMessage) -> None:
+    def produce(self, message: OutMessage, on_delivery: Any) -> None:
+        """One record, waiting for room when librdkafka's local queue is full."""
         topic, key, value, headers = message
         while True:
             try:
                 self.producer.produce(
-                    topic, value, key, headers=cast(Any, headers), on_delivery=self._on_delivery
+                    topic, value, key, headers=cast(Any, headers), on_delivery=on_delivery
                 )
                 return
             except BufferError:  # local queue full: let librdkafka drain it
                 self.producer.poll(0.05)
 
-    def write(self, output: BatchOutput) -> None:
+    def write(self, output: BatchOutput) -> Delivery:
         """Hand everything to librdkafka; view schemas are confirmed before any delivery."""
         if output.schemas:
             for fp_hex, schema in output.schemas:
                 self.producer.produce(self._schemas_topic, schema, fp_hex.encode())
             if self.producer.flush(60) > 0:
                 raise RuntimeError(f"view schemas not confirmed by {self._schemas_topic}")
-        produce, callback = self.producer.produce, self._on_delivery
+        delivery = Delivery(self)
+        # counted before producing: a report served while waiting for room must find it
+        delivery.pending = len(output.deliveries) + len(output.audit) + len(output.dead)
+        produce, callback = self.producer.produce, delivery.on_delivery
         for group in (output.deliveries, output.audit, output.dead):
             for topic, key, value, headers in group:
                 try:
                     produce(topic, value, key, headers=cast(Any, headers), on_delivery=callback)
                 except BufferError:  # local queue full: the slow path waits for room
-                    self._produce((topic, key, value, headers))
-
-    async def confirmed(self, poll_interval: float = 0.001) -> None:
-        """Wait until every record written so far is acknowledged, re-sending refused ones."""
-        while True:
-            remaining = self.producer.flush(0)
-            if remaining == 0 and not self._failed:
-                return
-            if self._failed:
-                retry, self._failed = self._failed, []
-                for message in retry:
-                    self._produce(message)
-            await asyncio.sleep(poll_interval)
-
-    def confirmed_blocking(self, timeout: float = 300.0) -> None:
-        """The same without an event loop (shutdown, the benchmark baseline)."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            remaining = self.producer.flush(1.0)
-            if remaining == 0 and not self._failed:
-                return
-            retry, self._failed = self._failed, []
-            for message in retry:
-                self._produce(message)
-        raise TimeoutError(f"records not confirmed by the broker within {timeout} s")
+                    self.produce((topic, key, value, headers), callback)
+        return delivery

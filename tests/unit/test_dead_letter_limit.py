@@ -76,3 +76,11 @@ def test_failures_in_a_row_stop_the_engine_across_batches(bus: Bus) -> None:
 def test_the_limit_must_be_positive(bus: Bus) -> None:
     with pytest.raises(ValueError, match="max_consecutive_dead"):
         _engine(bus, limit=0)
+
+
+def test_the_cli_default_is_the_engines() -> None:
+    """The CLI keeps its own copy so ``--help`` does not import the engine."""
+    from syncbus.cli import router as cli_router
+    from syncbus.router import engine
+
+    assert cli_router.DEFAULT_MAX_CONSECUTIVE_DEAD == engine.DEFAULT_MAX_CONSECUTIVE_DEAD

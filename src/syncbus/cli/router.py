@@ -8,6 +8,8 @@ import click
 
 from syncbus import settings
 
+DEFAULT_MAX_CONSECUTIVE_DEAD = 10_000  # router.engine's, not imported: --help stays fast
+
 
 def _default_workdir() -> str:
     return str(Path(settings.get("kafka_dir")).parent / "router")
@@ -44,6 +46,14 @@ def _default_workdir() -> str:
     show_default=True,
     help="Replication of the router's own changelog topic.",
 )
+@click.option(
+    "--max-consecutive-dead",
+    type=click.IntRange(1),
+    default=DEFAULT_MAX_CONSECUTIVE_DEAD,
+    show_default=True,
+    help="Stop (before acking) when this many events in a row are dead-lettered: "
+    "a broken router, not bad input.",
+)
 @click.option("--metrics-port", type=int, default=0, help="Serve Prometheus metrics (0: off).")
 @click.option("--loglevel", default="WARNING", show_default=True)
 def router(
@@ -54,6 +64,7 @@ def router(
     topic_prefix: str,
     batch: int,
     replication: int,
+    max_consecutive_dead: int,
     metrics_port: int,
     loglevel: str,
 ) -> None:
@@ -83,6 +94,7 @@ def router(
         names=TopicNames(topic_prefix),
         batch_size=batch,
         replication=replication,
+        max_consecutive_dead=max_consecutive_dead,
         loglevel=loglevel,
     )
     if metrics_port:

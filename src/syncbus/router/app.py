@@ -48,7 +48,13 @@ from syncbus.core.codec import Codec
 from syncbus.core.views import ViewCache
 from syncbus.router.batching import BatchApp
 from syncbus.router.compiled import CompiledPolicy
-from syncbus.router.engine import BatchOutput, RawMessage, RoutingEngine, tune_gc
+from syncbus.router.engine import (
+    DEFAULT_MAX_CONSECUTIVE_DEAD,
+    BatchOutput,
+    RawMessage,
+    RoutingEngine,
+    tune_gc,
+)
 from syncbus.router.follower import PolicyFollower
 from syncbus.router.metrics import RouterMetrics
 from syncbus.router.secrets import TokenSecrets
@@ -72,6 +78,7 @@ class RouterConfig:
     replication: int = 1
     loglevel: str = "WARNING"
     pipeline_depth: int = 2
+    max_consecutive_dead: int = DEFAULT_MAX_CONSECUTIVE_DEAD
 
     def __post_init__(self) -> None:
         if self.pipeline_depth < 1:
@@ -205,7 +212,9 @@ def build_app(config: RouterConfig, registry: CollectorRegistry | None = None) -
     def compile_policy(new_bus: Any) -> CompiledPolicy:
         return CompiledPolicy(new_bus, config.secrets, codec, views, config.names, dlq_secret)
 
-    engine = RoutingEngine(compile_policy(bus), codec, config.names)
+    engine = RoutingEngine(
+        compile_policy(bus), codec, config.names, config.max_consecutive_dead
+    )
     raw_topics = sorted(config.names.raw(r) for r in bus.resources)
     partitions = raw_partitions(config.connection, raw_topics)
     metrics = RouterMetrics(registry)

@@ -30,6 +30,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import signal
+import sys
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -267,6 +269,9 @@ def build_app(config: RouterConfig, registry: CollectorRegistry | None = None) -
                 metrics.policy_updates.labels("applied").inc()
                 metrics.policy_age.set_to_current_time()
                 log.warning("policy updated: %d grants", len(new_bus.grants))
+                unsubscribed = {config.names.raw(r) for r in new_bus.resources} - set(raw_topics)
+                if unsubscribed and not app.restart_requested:
+                    _restart_to_subscribe(app, sorted(unsubscribed))
         except Exception:  # keep routing with the policy in force
             metrics.policy_updates.labels("refused").inc()
             log.error("new policy refused; the previous one stays in force", exc_info=True)
@@ -274,12 +279,34 @@ def build_app(config: RouterConfig, registry: CollectorRegistry | None = None) -
     return app
 
 
+def _restart_to_subscribe(app: BatchApp, topics: list[str]) -> None:
+    """A resource added by ``apply`` has a raw topic this worker does not consume.
+
+    Faust fixes a worker's subscription at start (its pattern subscription does not
+    work: faust-streaming issue 62), and leaving the topic unread would silently
+    stop that resource at the router. So the worker stops the way SIGTERM stops it
+    (batches in flight confirmed and acked, the group left) and ``run`` re-executes
+    the same command, which subscribes every raw topic of the policy.
+    """
+    log.warning("policy names raw topics this worker does not consume (%s): restarting "
+                "to subscribe them", ", ".join(topics))
+    app.restart_requested = True
+    os.kill(os.getpid(), signal.SIGTERM)
+
+
 def run(config: RouterConfig, registry: CollectorRegistry | None = None) -> None:
-    """Run one worker in the foreground until SIGTERM/SIGINT."""
+    """Run one worker in the foreground until SIGTERM/SIGINT; a worker that stopped to
+    subscribe new raw topics starts again as the same process (same pid, same argv)."""
     from faust.worker import Worker
 
     config.workdir.mkdir(parents=True, exist_ok=True)
     app = build_app(config, registry)
     tune_gc()
     worker = Worker(app, loglevel=config.loglevel, quiet=True, workdir=config.workdir)
-    worker.execute_from_commandline()
+    try:
+        worker.execute_from_commandline()
+    except SystemExit:
+        if not cast(BatchApp, app).restart_requested:
+            raise
+        logging.shutdown()
+        os.execv(sys.executable, [sys.executable, *sys.orig_argv[1:]])

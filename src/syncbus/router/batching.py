@@ -96,6 +96,7 @@ class BatchApp(faust.App):
 
     batch_topics: frozenset[str] = frozenset()
     batch_handler: BatchHandler | None = None
+    restart_requested = False  # stopping to subscribe new topics (``app.run`` re-executes)
 
     def route_batches(self, topics: Collection[str], handler: BatchHandler) -> None:
         self.batch_topics = frozenset(topics)

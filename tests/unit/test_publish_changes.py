@@ -120,8 +120,8 @@ def test_event_ids_are_distinct_canonical_version_4_uuids() -> None:
 
     from syncbus.publisher.changes import new_event_ids
 
-    ids = new_event_ids(2000)
-    assert len(set(ids)) == 2000
+    ids = new_event_ids(2000) + new_event_ids(2000)
+    assert len(set(ids)) == 4000  # within a batch and across batches
     for event_id in ids:
         parsed = uuid.UUID(event_id)
         assert (str(parsed), parsed.version, parsed.variant) == (event_id, 4, uuid.RFC_4122)

@@ -61,14 +61,19 @@ def to_micros(value: dt.datetime | int | str | None, default: int) -> int:
 
 
 def new_event_ids(n: int) -> list[str]:
-    """Random (version 4) uuids in their canonical form, drawing the randomness for the
-    whole batch in one call and formatting by slicing (``uuid.UUID`` costs 10 us each)."""
-    h = os.urandom(16 * n).hex()
-    return [
-        f"{h[i:i + 8]}-{h[i + 8:i + 12]}-4{h[i + 13:i + 16]}-"
-        f"{_VARIANT[h[i + 16]]}{h[i + 17:i + 20]}-{h[i + 20:i + 32]}"
-        for i in range(0, 32 * n, 32)
-    ]
+    """Distinct version 4 uuids in canonical form, for one batch.
+
+    The batch draws 78 random bits once (21 hex digits around the version and
+    variant) and numbers its ids in the last 11, so an id costs one concatenation
+    instead of its own random draw and five slices (``uuid.uuid4`` costs ~10 us).
+    Ids stay unique: within a batch by the counter, across batches by the prefix
+    (two batches share one with probability 2**-78)."""
+    r = os.urandom(10).hex()
+    prefix = f"{r[0:8]}-{r[8:12]}-4{r[12:15]}-{_VARIANT[r[15]]}{r[16:19]}-{r[19]}"
+    return [prefix + hex(_COUNTER_BASE + i)[3:] for i in range(n)]  # "0x1" + 11 digits
+
+
+_COUNTER_BASE = 1 << 44  # hex(): "0x1" then the counter as exactly 11 hex digits
 
 
 _VARIANT = {c: "89ab"[int(c, 16) & 3] for c in "0123456789abcdef"}

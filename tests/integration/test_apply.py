@@ -31,15 +31,16 @@ def _apply(bootstrap: str, *extra: str) -> str:
 def test_apply_creates_everything_once(kafka) -> None:  # type: ignore[no-untyped-def]
     prefix = f"ap{__import__('uuid').uuid4().hex[:6]}."
     first = _apply(kafka.bootstrap, "--topic-prefix", prefix, "--partitions", "2")
-    assert "35 created, 0 existing" in first, first
+    assert "41 created, 0 existing" in first, first
     second = _apply(kafka.bootstrap, "--topic-prefix", prefix, "--partitions", "2")
-    assert "0 created, 35 existing" in second
+    assert "0 created, 41 existing" in second
     assert "policy: 0 records written" in second and "schemas: 0 written" in second
     topics = AdminClient({"bootstrap.servers": kafka.bootstrap}).list_topics(timeout=10).topics
     assert len(topics[f"{prefix}raw.population.resident"].partitions) == 2
     assert f"{prefix}share.city.wuxi.population.resident" in topics  # pending, ready to approve
     assert not [t for t in topics if t.startswith(prefix + "share.") and "health" in t]
     bus = load_bus(REPO / "streams", REPO / "schemas")
+    assert {f"{prefix}share.{s}.dlq" for s in bus.subscribers} <= set(topics)  # no create ACL
     connection = Connection(kafka.bootstrap)
     policy = bus_from_records(read_compacted(connection, f"{prefix}syncbus.policy"))
     assert {g.key for g in policy.grants} == {g.key for g in bus.grants}

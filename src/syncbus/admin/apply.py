@@ -57,6 +57,8 @@ def topic_plan(bus: Bus, names: TopicNames, partitions: int) -> list[TopicSpec]:
         resource = bus.resources.get(grant.resource)
         if resource is not None and resource.sharing != "not_shared":
             specs.append(TopicSpec(names.share(grant.subscriber, grant.resource), partitions))
+    # each subscriber's own dead letters: one partition, they are rare
+    specs += [TopicSpec(names.subscriber_dlq(s), 1) for s in sorted(bus.subscribers)]
     specs += [
         TopicSpec(names.dlq, partitions),
         TopicSpec(names.audit, partitions),

@@ -22,6 +22,9 @@ class TopicNames:
     def share(self, subscriber_id: str, resource_id: str) -> str:
         return self.prefix + topics.share_topic(subscriber_id, resource_id)
 
+    def subscriber_dlq(self, subscriber_id: str) -> str:
+        return self.prefix + topics.subscriber_dlq_topic(subscriber_id)
+
     def resource_of_raw(self, topic: str) -> str:
         """The resource id a raw topic carries; ValueError when it is not a raw topic."""
         head = self.prefix + topics.RAW_PREFIX

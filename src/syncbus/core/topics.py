@@ -60,6 +60,12 @@ def share_topic(subscriber_id: str, resource_id: str) -> str:
     return f"{SHARE_PREFIX}{subscriber_id}.{resource_id}"
 
 
+def subscriber_dlq_topic(subscriber_id: str) -> str:
+    """A subscriber's own dead letters, under its ``share.<itself>.`` prefix: the only
+    one its ACLs open. ``apply`` creates it, so a subscriber needs no create right."""
+    return f"{SHARE_PREFIX}{subscriber_id}.dlq"
+
+
 def parse_share_topic(topic: str, resource_ids: frozenset[str] | None = None) -> tuple[str, str]:
     """Split a share topic into (subscriber, resource).
 

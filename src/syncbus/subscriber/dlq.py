@@ -27,14 +27,15 @@ from syncbus.core.topics import (
     H_DLQ_TIME,
     H_DLQ_TOPIC,
     encode_header,
+    subscriber_dlq_topic,
 )
 
 FLUSH_TIMEOUT_S = 30.0
 
 
 def dlq_topic(subscriber_id: str) -> str:
-    """Under the subscriber's own ``share.<itself>.`` prefix, the only one its ACLs open."""
-    return f"share.{subscriber_id}.dlq"
+    """The subscriber's dead-letter topic (``core.topics.subscriber_dlq_topic``)."""
+    return subscriber_dlq_topic(subscriber_id)
 
 
 @dataclass(frozen=True)

@@ -17,15 +17,18 @@ and times until the audit topic holds one record per expected delivery (counted
 from its high watermarks, so counting costs nothing). Runs alternate; medians.
 
 ``--floor`` also times Faust alone over the same events (``router.floor``): on
-its stream path (``take_events``, doing nothing) and on the router's batch path
-(fetches handed to a handler that only acks), so a framework ceiling is measured
-in the same run, not assumed.
+its stream path (``take_events``, doing nothing), on the router's batch path
+(fetches handed to a handler that only acks), and that path writing the router's
+exact output for each event with no routing work (``io``: what any engine, however
+fast, would still cost here), so the ceilings are measured in the same run, not
+assumed.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import pickle
 import re
 import statistics
 import subprocess
@@ -303,6 +306,24 @@ def _run_baseline(
         loop.join(30)
 
 
+def _router_output(
+    bus: Bus, names: TopicNames, resource: str, events: list[Any]
+) -> dict[bytes, list[Any]]:
+    """What the real engine writes for each distinct event (deliveries, then audit)."""
+    codec = Codec()
+    secrets = TokenSecrets({s: uuid.uuid4().hex for s in bus.subscribers})
+    engine = RoutingEngine(
+        CompiledPolicy(bus, secrets, codec, ViewCache(), names, os.urandom(32)), codec, names
+    )
+    written: dict[bytes, list[Any]] = {}
+    for offset, (key, value, headers) in enumerate(events):
+        if value not in written:
+            raw = RawMessage(names.raw(resource), offset % 3, offset, key, value, headers)
+            out = engine.process([raw], datetime.now(UTC), lambda _: 0)
+            written[value] = out.deliveries + out.audit
+    return written
+
+
 def _run_floor(
     bus: Bus,
     conn: Connection,
@@ -316,6 +337,11 @@ def _run_floor(
     """Events/s of Faust alone (``router.floor``) over the same events, pre-produced."""
     names = TopicNames(f"bench{uuid.uuid4().hex[:8]}.")
     apply_bus(bus, conn, partitions, names)
+    extra = []
+    if mode == "io":
+        outputs = workdir / f"{names.prefix}outputs.pickle"
+        outputs.write_bytes(pickle.dumps(_router_output(bus, names, resource, events)))
+        extra.append(f"--outputs={outputs}")
     producer = Producer(
         conn.confluent(**{"linger.ms": 20, "queue.buffering.max.messages": 2_000_000})
     )
@@ -333,6 +359,7 @@ def _run_floor(
             f"--batch={batch}",
             f"--expect={len(events)}",
             f"--workdir={workdir}",
+            *extra,
         ],
         capture_output=True,
         timeout=900,
@@ -357,7 +384,8 @@ def _run_floor(
 @click.option(
     "--floor",
     is_flag=True,
-    help="Also time Faust alone taking the same events (take_events, and the router's batches).",
+    help="Also time Faust alone taking the same events (take_events; the router's batches; "
+    "io: batches plus writing the router's exact output, i.e. the router with free routing).",
 )
 @click.option("--json", "as_json", is_flag=True, help="End with one JSON line of the results.")
 def command(
@@ -377,7 +405,7 @@ def command(
     pool, expected = _events(bus, resource, events)
     secret_map = {s: uuid.uuid4().hex for s in bus.subscribers}
     sy, base, rss = [], [], []
-    floors: dict[str, list[float]] = {"take_events": [], "batches": []}
+    floors: dict[str, list[float]] = {"take_events": [], "batches": [], "io": []}
     with tempfile.TemporaryDirectory(prefix="syncbus-bench-router-") as tmp:
         secrets_file = Path(tmp, "secrets.json")
         secrets_file.write_text(json.dumps(secret_map))
@@ -422,7 +450,7 @@ def command(
     click.echo(f"baseline loop    {result['baseline_eps']:>10,} ev/s")
     click.echo(f"ratio            {result['ratio']:>10}")
     click.echo(f"router rss       {result['router_rss_mb']:>10} MB")
-    for mode in ("take_events", "batches"):
+    for mode in floors:
         if f"faust_{mode}_eps" in result:
             click.echo(f"Faust alone, {mode:<12} {result[f'faust_{mode}_eps']:>10,} ev/s")
     if as_json:

@@ -6,17 +6,23 @@ events, with the settings of the router's app, in two modes:
 - ``take_events``: one agent iterating ``stream.take_events(batch)`` and doing
   nothing, i.e. Faust's own stream path (where the router started);
 - ``batches``: ``router.batching``'s consumer handing fetches to a handler that
-  only acks them, i.e. the path the router uses now.
+  only acks them, i.e. the path the router uses now;
+- ``io``: ``batches`` plus producing, per event, exactly the records the router
+  writes for it (deliveries and audit, computed beforehand by the real engine and
+  looked up by the event's bytes) through the router's producer settings, acking
+  at once and confirming everything at the end: the router with its routing work
+  free and its pipeline unbounded, an upper bound for any engine.
 
-Each prints one JSON line ``{"mode", "events", "seconds", "eps"}`` timed from
-the first message taken to the last, then exits. Nothing here is used by the
-router itself.
+Each prints one JSON line ``{"mode", "events", "seconds", "eps"}`` over the
+batches after the first (timed from the end of the first to the end of the last;
+for ``io`` to the last record confirmed), then exits. Nothing here is used by the router itself.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import pickle
 import sys
 import time
 from pathlib import Path
@@ -24,33 +30,50 @@ from typing import Any
 
 import click
 import faust
+from confluent_kafka import Producer
 from faust.types import Message
 from faust.worker import Worker
 
 from syncbus.connection import Connection
 from syncbus.router.batching import BatchApp
 
-MODES = ("take_events", "batches")
+MODES = ("take_events", "batches", "io")
 
 
 class _Clock:
-    def __init__(self, mode: str, expect: int) -> None:
+    """Times the batches after the first: the first is handled before the clock can
+    start (its fetch includes joining the group), so it is neither timed nor counted."""
+
+    def __init__(self, mode: str, expect: int, before_end: Any = None) -> None:
         self.mode, self.expect, self.seen, self.started = mode, expect, 0, 0.0
+        self.first = 0
+        self.before_end = before_end
 
     def taken(self, n: int) -> None:
         if self.seen == 0:
-            self.started = time.monotonic()
+            self.started, self.first = time.monotonic(), n
         self.seen += n
         if self.seen >= self.expect:
+            if self.before_end is not None:
+                self.before_end()
             seconds = time.monotonic() - self.started
-            result = {"mode": self.mode, "events": self.seen, "seconds": round(seconds, 3)}
-            result["eps"] = round(self.seen / seconds) if seconds > 0 else 0
+            timed = self.seen - self.first
+            result = {"mode": self.mode, "events": timed, "seconds": round(seconds, 3)}
+            result["eps"] = round(timed / seconds) if seconds > 0 else 0
             sys.stdout.write(json.dumps(result) + "\n")
             sys.stdout.flush()
             os._exit(0)
 
 
-def build(mode: str, bootstrap: str, topic: str, batch: int, expect: int, workdir: Path) -> Any:
+def build(
+    mode: str,
+    bootstrap: str,
+    topic: str,
+    batch: int,
+    expect: int,
+    workdir: Path,
+    outputs: Path | None = None,
+) -> Any:
     """The app of one floor run; the settings are those of ``router.app.build_app``."""
     app_id = f"floor-{mode}-{topic}"
     settings: dict[str, Any] = {
@@ -64,7 +87,32 @@ def build(mode: str, bootstrap: str, topic: str, batch: int, expect: int, workdi
         "broker_max_poll_records": batch,
         "broker_commit_interval": 1.0,
     }
-    clock = _Clock(mode, expect)
+    produce = None
+    if mode == "io":
+        if outputs is None:
+            raise click.UsageError("--mode io needs --outputs")
+        from syncbus.router.sink import PRODUCER_DEFAULTS
+
+        written: dict[bytes, list[Any]] = pickle.loads(outputs.read_bytes())
+        producer = Producer(Connection(bootstrap).confluent(**PRODUCER_DEFAULTS))
+
+        def produce(messages: list[Message]) -> None:
+            send = producer.produce
+            for message in messages:
+                for out_topic, key, value, headers in written[message.value or b""]:
+                    while True:
+                        try:
+                            send(out_topic, value, key, headers=headers)
+                            break
+                        except BufferError:
+                            producer.poll(0.05)
+            producer.poll(0)
+
+        def confirm_all() -> None:
+            if producer.flush(300) > 0:
+                raise RuntimeError("the io floor's records were not all confirmed")
+
+    clock = _Clock(mode, expect, confirm_all if mode == "io" else None)
     if mode == "take_events":
         plain = faust.App(app_id, **settings)
 
@@ -77,6 +125,8 @@ def build(mode: str, bootstrap: str, topic: str, batch: int, expect: int, workdi
     app = BatchApp(app_id, **settings)
 
     async def handle(messages: list[Message]) -> None:
+        if produce is not None:
+            produce(messages)
         for message in messages:
             app.consumer.ack(message)
         clock.taken(len(messages))
@@ -98,12 +148,25 @@ def build(mode: str, bootstrap: str, topic: str, batch: int, expect: int, workdi
 @click.option("--batch", default=5000, show_default=True)
 @click.option("--expect", type=int, required=True, help="Exit after taking this many events.")
 @click.option("--workdir", type=click.Path(path_type=Path, file_okay=False), required=True)
+@click.option(
+    "--outputs",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="io mode: pickled {event bytes: [(topic, key, value, headers)]} from the engine.",
+)
 def main(
-    mode: str, bootstrap: str | None, topic: str, batch: int, expect: int, workdir: Path
+    mode: str,
+    bootstrap: str | None,
+    topic: str,
+    batch: int,
+    expect: int,
+    workdir: Path,
+    outputs: Path | None,
 ) -> None:
-    """Take EXPECT events of TOPIC through Faust, doing nothing with them; print events/s."""
+    """Take EXPECT events of TOPIC through Faust, doing nothing with them (io: writing
+    what the router would write for them); print events/s."""
     address = Connection.from_env(bootstrap).bootstrap
-    app = build(mode, address, topic, batch, expect, workdir)
+    app = build(mode, address, topic, batch, expect, workdir, outputs)
     Worker(app, loglevel="WARNING", quiet=True, workdir=workdir).execute_from_commandline()
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -132,18 +132,12 @@ class Subscriber:
         """Hand every new event to ``handler`` until ``max_events`` were handled, nothing
         came for ``idle_timeout`` seconds, or ``stop()``; returns how many were handled."""
         handled = 0
-        for items in self._batches(idle_timeout):
-            done: dict[tuple[str, int], int] = {}
-            try:
-                for item in items:
-                    if max_events is not None and handled >= max_events:
-                        break
-                    handled += self._process(item, handler, transactional)
-                    _mark(done, item)
-            finally:
-                self._finish(items, done)
-            if max_events is not None and handled >= max_events:
-                break
+        walk = self._walk(idle_timeout, lambda: max_events is not None and handled >= max_events)
+        try:
+            for item in walk:
+                handled += self._process(item, handler, transactional)
+        finally:  # a HandlerFailed leaves its event unmarked: it comes again
+            walk.close()
         return handled
 
     def events(
@@ -152,24 +146,18 @@ class Subscriber:
         """Iterate new events; one counts as handled when the loop asks for the next, so
         leaving the loop early leaves the current event to be delivered again."""
         handled = 0
-        for items in self._batches(idle_timeout):
-            done: dict[tuple[str, int], int] = {}
-            try:
-                for item in items:
-                    if max_events is not None and handled >= max_events:
-                        break
-                    if item.event is not None and not item.duplicate and item.error is None:
-                        yield item.event
-                        self._record(item.event, "handled")
-                        self.store.commit()
-                        handled += 1
-                    else:
-                        self._process(item, _never_called, False)
-                    _mark(done, item)
-            finally:
-                self._finish(items, done)
-            if max_events is not None and handled >= max_events:
-                return
+        walk = self._walk(idle_timeout, lambda: max_events is not None and handled >= max_events)
+        try:
+            for item in walk:
+                if item.event is not None and not item.duplicate and item.error is None:
+                    yield item.event
+                    self._record(item.event, "handled")
+                    self.store.commit()
+                    handled += 1
+                else:
+                    self._process(item, _never_called, False)
+        finally:  # leaving early leaves the event in hand unmarked: it comes again
+            walk.close()
 
     def __iter__(self) -> Iterator[Event]:
         return self.events()
@@ -193,6 +181,26 @@ class Subscriber:
         self.close()
 
     # -- the loop ----------------------------------------------------------------------
+
+    def _walk(
+        self, idle_timeout: float | None, enough: Callable[[], bool]
+    ) -> Generator[Item, None, None]:
+        """The items of batch after batch, for ``run`` and ``events`` alike. An item counts
+        as done when the caller asks for the next; a batch is finished (dead letters,
+        store, offsets of its done items) when it ends or the caller leaves, and the
+        rest of it is rewound to come again. Closing this generator is leaving."""
+        for items in self._batches(idle_timeout):
+            done: dict[tuple[str, int], int] = {}
+            try:
+                for item in items:
+                    if enough():
+                        break
+                    yield item
+                    _mark(done, item)
+            finally:
+                self._finish(items, done)
+            if enough():
+                return
 
     def _batches(self, idle_timeout: float | None) -> Iterator[list[Item]]:
         """Batches of prepared messages. Idle time counts while partitions are assigned:

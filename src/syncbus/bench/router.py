@@ -55,6 +55,7 @@ from syncbus.core.codec import Codec
 from syncbus.core.model import Bus
 from syncbus.core.policy import RoutingTable
 from syncbus.core.views import ViewCache
+from syncbus.router.batching import FETCH_MAX_WAIT_MS
 from syncbus.router.compiled import CompiledPolicy
 from syncbus.router.engine import RawMessage, RoutingEngine, tune_gc
 from syncbus.router.follower import PolicyFollower
@@ -234,6 +235,7 @@ def _baseline_loop(
                 "group.id": f"{names.prefix}baseline",
                 "auto.offset.reset": "earliest",
                 "enable.auto.commit": False,
+                "fetch.wait.max.ms": FETCH_MAX_WAIT_MS,  # as the router's consumer
             }
         )
     )

@@ -71,11 +71,15 @@ cdef extern from "Python.h":
     bint PyFloat_CheckExact(object o)
     bint PyDict_CheckExact(object o)
     double PyFloat_AS_DOUBLE(object o)
+    object PyLong_FromUnsignedLongLong(unsigned long long v)
+    int PyObject_GenericSetAttr(object o, object name, object value) except -1
 
 cdef object _MISSING = object()
 cdef object _TIMEDELTA = _dt.timedelta
 cdef object _DECIMAL = _decimal.Decimal
 cdef object _UUID = _uuid.UUID
+cdef object _SAFE_UNKNOWN = _uuid.SafeUUID.unknown
+cdef object _OBJECT_NEW = object.__new__
 cdef int64_t _FIRST_DAY = -719162  # 0001-01-01, datetime.date's first day, from 1970
 cdef int64_t _LAST_DAY = 2932896  # 9999-12-31
 
@@ -303,8 +307,44 @@ cdef class StringNode(Node):
     cdef object dec(self, Reader* r):
         cdef Py_ssize_t size
         cdef const unsigned char* p = _get_sized(r, &size)
-        text = PyUnicode_DecodeUTF8(<const char*>p, size, NULL)
-        return _UUID(text) if self.uuid else text
+        if self.uuid:
+            return _uuid_of(p, size)
+        return PyUnicode_DecodeUTF8(<const char*>p, size, NULL)
+
+
+cdef object _uuid_of(const unsigned char* p, Py_ssize_t size):
+    """``uuid.UUID(text)`` for the canonical 36-character form, built without its
+    parsing (2.8 us -> 0.3 us); any other text takes ``uuid.UUID`` itself."""
+    cdef uint64_t halves[2]
+    cdef int i, half = 0, digits = 0
+    cdef unsigned char c
+    cdef uint64_t nibble
+    if size == 36 and p[8] == 45 and p[13] == 45 and p[18] == 45 and p[23] == 45:  # "-"
+        halves[0] = halves[1] = 0
+        for i in range(36):
+            c = p[i]
+            if i == 8 or i == 13 or i == 18 or i == 23:
+                continue
+            if 48 <= c <= 57:
+                nibble = c - 48
+            elif 97 <= c <= 102:
+                nibble = c - 87
+            elif 65 <= c <= 70:
+                nibble = c - 55
+            else:
+                break
+            halves[half] = (halves[half] << 4) | nibble
+            digits += 1
+            if digits == 16:
+                half = 1
+        if digits == 32:
+            value = (PyLong_FromUnsignedLongLong(halves[0]) << 64) \
+                | PyLong_FromUnsignedLongLong(halves[1])
+            made = _OBJECT_NEW(_UUID)
+            PyObject_GenericSetAttr(made, "int", value)
+            PyObject_GenericSetAttr(made, "is_safe", _SAFE_UNKNOWN)
+            return made
+    return _UUID(PyUnicode_DecodeUTF8(<const char*>p, size, NULL))
 
 
 cdef class BytesNode(Node):

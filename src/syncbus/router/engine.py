@@ -234,7 +234,7 @@ class RoutingEngine:
         if not deliveries:
             return
         raw = message.value or b""
-        event_id = str(record["event_id"])
+        event_id = _event_id(raw, record)
         base: Headers | None = None
         encoded: dict[tuple[tuple[bytes, str], str], tuple[bytes | None, bytes, Headers]] = {}
         views: list[tuple[GrantRoute, tuple[bytes | None, bytes, Headers]]] = []
@@ -354,6 +354,19 @@ class RoutingEngine:
             (H_DLQ_TIME, str(int(now.timestamp() * 1_000_000)).encode()),
         ]
         return (self.names.dlq, None, value, headers)
+
+
+def _event_id(raw: bytes, record: dict[str, Any]) -> str:
+    """The event id as its publisher wrote it: the envelope's first field, a string of
+    36 ASCII characters right after the header (``str(uuid)`` costs 1.5 us)."""
+    if raw[HEADER_LEN : HEADER_LEN + 1] == _UUID_LENGTH:
+        text = raw[HEADER_LEN + 1 : HEADER_LEN + 37]
+        if text.isascii():
+            return text.decode()
+    return str(record["event_id"])
+
+
+_UUID_LENGTH = bytes((36 << 1,))  # zig-zag varint of 36
 
 
 def _with_key(

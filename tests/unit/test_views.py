@@ -124,3 +124,17 @@ def test_router_suffix_is_its_precomputed_parts() -> None:
             + routed_at_suffix(1_795_401_015_797_000)
         )
         assert whole == parts
+
+
+def test_avro_long_is_fastavros_long_at_every_length() -> None:
+    import io
+
+    from fastavro import schemaless_writer
+
+    edges = [(1 << (7 * k)) >> 1 for k in range(1, 10)]  # first value of each byte length
+    values = [0, 1, -1, 2**63 - 1, -(2**63)] + [s * (e + d) for e in edges
+                                                  for d in (-1, 0, 1) for s in (1, -1)]
+    for value in values:
+        out = io.BytesIO()
+        schemaless_writer(out, "long", value)
+        assert avro_long(value) == out.getvalue(), value

@@ -129,6 +129,10 @@ def avro_long(value: int) -> bytes:
     n = (value << 1) ^ (value >> 63)
     if n < 0x80:
         return _ONE_BYTE[n]
+    if n < 0x4000:  # delivery sequences: two or three bytes for a long while, no loop
+        return bytes((n & 0x7F | 0x80, n >> 7))
+    if n < 0x200000:
+        return bytes((n & 0x7F | 0x80, n >> 7 & 0x7F | 0x80, n >> 14))
     out = bytearray()
     while n & ~0x7F:
         out.append((n & 0x7F) | 0x80)

@@ -126,6 +126,18 @@ cdef inline int _put_long(Buf* b, int64_t v) except -1:
     return 0
 
 
+cdef inline long long _exact_long(object v) except? -1:
+    """An exact ``int`` (not bool) within 64 bits, else Fallback."""
+    cdef int overflow = 0
+    cdef long long n
+    if not PyLong_CheckExact(v):
+        raise Fallback("not an int")
+    n = PyLong_AsLongLongAndOverflow(v, &overflow)
+    if overflow:
+        raise Fallback("int out of range")
+    return n
+
+
 cdef struct Reader:
     const unsigned char* data
     Py_ssize_t pos
@@ -240,12 +252,8 @@ cdef class IntegerNode(Node):
         self.is_int = is_int
 
     cdef int enc(self, object v, Buf* b) except -1:
-        cdef int overflow = 0
-        cdef long long n
-        if not PyLong_CheckExact(v):
-            raise Fallback("not an int")
-        n = PyLong_AsLongLongAndOverflow(v, &overflow)
-        if overflow or (self.is_int and not -2147483648 <= n <= 2147483647):
+        cdef long long n = _exact_long(v)
+        if self.is_int and not -2147483648 <= n <= 2147483647:
             raise Fallback("int out of range")
         _put_long(b, n)
         return 0
@@ -409,19 +417,12 @@ cdef class TimestampMicrosNode(Node):
         self.last_value = _EPOCH
 
     cdef int enc(self, object v, Buf* b) except -1:
-        cdef int overflow = 0
-        cdef long long n
         if PyDateTime_CheckExact(v) and datetime_tzinfo(v) is not None:
             delta = v - _EPOCH  # |days| < 3.7e6: the micros fit in 64 bits
             _put_long(b, (<int64_t>timedelta_days(delta) * 86400 + timedelta_seconds(delta))
                       * 1000000 + timedelta_microseconds(delta))
             return 0
-        if not PyLong_CheckExact(v):
-            raise Fallback("not an int or aware datetime")
-        n = PyLong_AsLongLongAndOverflow(v, &overflow)
-        if overflow:
-            raise Fallback("timestamp out of range")
-        _put_long(b, n)
+        _put_long(b, _exact_long(v))
         return 0
 
     cdef object dec(self, Reader* r):

@@ -5,9 +5,11 @@ key the delivered entity key, one column per top-level field of the view record
 (nested records, arrays and maps as JSON), and bookkeeping columns ``_event_id``,
 ``_op``, ``_source_partition``, ``_offset`` and ``_occurred_at``. Columns are added
 when a newer writer schema brings a field (``ALTER TABLE ... ADD COLUMN``) and never
-dropped, so a grant that narrows leaves nulls. Values are converted for the column
-they land in, as the column exists in the database: a field whose view type changed
-(a date now masked to a string) is written as text where the column is text.
+dropped, so a grant that narrows leaves nulls. A field whose view type changed (a
+birth date now masked to its year, a string) widens its column to text, which
+holds both (PostgreSQL: ``ALTER COLUMN ... TYPE TEXT``; SQLite columns take any
+value already). Values are converted for the column they land in, as the column
+exists in the database.
 """
 
 from __future__ import annotations
@@ -120,11 +122,23 @@ class Table:
             )
             self.columns = self._existing()
         for name, kind in kinds.items():
-            if name not in self.columns:
+            have = self.columns.get(name)
+            if have is None:
                 self.store.execute(
                     f"ALTER TABLE {quote(self.name)} ADD COLUMN {quote(name)} {self.types[kind]}"
                 )
                 self.columns[name] = kind
+            elif have not in (kind, "text"):
+                self._widen(name)
+
+    def _widen(self, name: str) -> None:
+        """Make a column text: a newer view delivers another type for it (masking)."""
+        if self.store.dialect is not SQLITE:
+            self.store.execute(
+                f"ALTER TABLE {quote(self.name)} ALTER COLUMN {quote(name)} TYPE TEXT "
+                f"USING {quote(name)}::text"
+            )
+        self.columns[name] = "text"
 
     def _existing(self) -> dict[str, str]:
         by_type = {v: k for k, v in reversed(list(self.types.items()))}

@@ -71,7 +71,8 @@ class HandlerFailed(RuntimeError):
 
 
 class DeadLetters:
-    """The subscriber's dead-letter producer; creates its topic on first use."""
+    """The subscriber's dead-letter producer. ``apply`` creates its topic; where it did not
+    (an older bus, a test prefix), the first dead letter creates it."""
 
     def __init__(self, connection: Connection, topic: str, partitions: int = 1) -> None:
         self.connection = connection

@@ -1,8 +1,8 @@
 """Builds the optional native Avro codec; everything else is in pyproject.toml.
 
 ``syncbus.core._avro_native`` is C compiled from Cython. ``optional=True``: on a
-machine without a C compiler the install still succeeds and the codec uses its
-generated-Python encoders and decoders, which give the same bytes, only slower
+machine without a C compiler the install still succeeds and the codec uses
+fastavro for everything, which gives the same bytes, several times slower
 (``tests/unit/test_avro_native.py`` says so loudly where the build is expected).
 """
 

@@ -1,19 +1,19 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
-"""Native Avro encoders and decoders: the generated-Python codec, compiled to C.
+"""Native Avro encoders and decoders, one node tree per schema.
 
-The generated Python of ``avro_compiled`` still pays the interpreter for every
-field (about 0.5 us each): that was a quarter of the publisher's CPU per event
-and half of the router's. Here a schema becomes a tree of typed nodes whose
-``enc``/``dec`` are C calls writing into a C buffer, and the same contract holds
-as for the Python version, case for case: only values whose encoding is
-unambiguous are taken (exact ``str``, ``int`` in range, aware ``datetime``,
-``date``, ``Decimal``, dict records, one non-null branch per union), anything
-else raises ``Fallback`` and the codec asks fastavro, whose bytes and errors are
-the reference. Decoders raise on any surprise in the bytes for the same reason.
-Schema names resolve with the Python generator's own rules (``_Source``), so
-both accept exactly the same schemas; tests compare both with fastavro.
+fastavro interprets the schema on every call, and Python code specialised per
+schema still pays the interpreter for every field (about 0.5 us each): a quarter
+of the publisher's CPU per event and half of the router's. Here a schema becomes
+a tree of typed nodes whose ``enc``/``dec`` are C calls writing into a C buffer.
+It is an accelerator, never a second definition of Avro: only values whose
+encoding is unambiguous are taken (exact ``str``, ``int`` in range, aware
+``datetime``, ``date``, ``Decimal``, dict records, one non-null branch per
+union), anything else raises ``Fallback`` and the codec asks fastavro, whose
+bytes and errors are the reference. Decoders raise on any surprise in the bytes
+for the same reason. Its Python-level rules live in ``avro_support``; tests
+compare every schema with fastavro byte for byte.
 
-API (the same shapes as ``avro_compiled``):
+API:
     compile_encoder(schema, prefix=b"") -> Callable[[record], bytes] | None
     compile_decoder(schema) -> Callable[[bytes, int], tuple[record, int]] | None
 """
@@ -46,14 +46,14 @@ import datetime as _dt
 import decimal as _decimal
 import uuid as _uuid
 
-from syncbus.core.avro_compiled import (
-    _EPOCH,
-    _PRIMITIVES,
+from syncbus.core.avro_support import (
+    EPOCH as _EPOCH,
+    PRIMITIVES as _PRIMITIVES,
     Fallback,
+    TypeNames,
     Unsupported,
-    _decimal_bytes,
-    _logical,
-    _Source,
+    decimal_bytes as _decimal_bytes,
+    logical_of as _logical,
 )
 
 import_datetime()
@@ -110,6 +110,13 @@ cdef inline int _put(Buf* b, const char* src, Py_ssize_t n) except -1:
     _reserve(b, n)
     memcpy(b.data + b.len, src, n)
     b.len += n
+    return 0
+
+
+cdef inline int _put_sized(Buf* b, bytes data) except -1:
+    """Avro ``bytes``: the length, then the bytes."""
+    _put_long(b, PyBytes_GET_SIZE(data))
+    _put(b, PyBytes_AS_STRING(data), PyBytes_GET_SIZE(data))
     return 0
 
 
@@ -173,6 +180,12 @@ cdef inline const unsigned char* _get_sized(Reader* r, Py_ssize_t* size) except 
     size[0] = <Py_ssize_t>n
     r.pos += n
     return r.data + r.pos - n
+
+
+cdef inline bytes _get_bytes(Reader* r):
+    cdef Py_ssize_t size
+    cdef const unsigned char* p = _get_sized(r, &size)
+    return PyBytes_FromStringAndSize(<const char*>p, size)
 
 
 # ------------------------------------------------------------------ days
@@ -359,14 +372,10 @@ cdef class BytesNode(Node):
     cdef int enc(self, object v, Buf* b) except -1:
         if not PyBytes_CheckExact(v):
             raise Fallback("not bytes")
-        _put_long(b, PyBytes_GET_SIZE(v))
-        _put(b, PyBytes_AS_STRING(v), PyBytes_GET_SIZE(v))
-        return 0
+        return _put_sized(b, v)
 
     cdef object dec(self, Reader* r):
-        cdef Py_ssize_t size
-        cdef const unsigned char* p = _get_sized(r, &size)
-        return PyBytes_FromStringAndSize(<const char*>p, size)
+        return _get_bytes(r)
 
 
 cdef class EnumNode(Node):
@@ -446,16 +455,10 @@ cdef class DecimalNode(Node):
     cdef int enc(self, object v, Buf* b) except -1:
         if type(v) is not _DECIMAL:
             raise Fallback("not a Decimal")
-        data = _decimal_bytes(v, self.precision, self.scale)
-        _put_long(b, PyBytes_GET_SIZE(data))
-        _put(b, PyBytes_AS_STRING(data), PyBytes_GET_SIZE(data))
-        return 0
+        return _put_sized(b, _decimal_bytes(v, self.precision, self.scale))
 
     cdef object dec(self, Reader* r):
-        cdef Py_ssize_t size
-        cdef const unsigned char* p = _get_sized(r, &size)
-        unscaled = int.from_bytes(PyBytes_FromStringAndSize(<const char*>p, size), "big",
-                                  signed=True)
+        unscaled = int.from_bytes(_get_bytes(r), "big", signed=True)
         return self.context.create_decimal(unscaled).scaleb(-self.scale, self.context)
 
 
@@ -565,7 +568,7 @@ cdef class Decoder:
 
 
 def _node(schema, src, ns, stack, bint encoding):
-    """The node tree of ``schema``: the Python generator's walk, node for line."""
+    """The node tree of ``schema``; ``src`` holds the named types seen so far."""
     if isinstance(schema, list):
         return _union(schema, src, ns, stack, encoding)
     if isinstance(schema, str) and schema not in _PRIMITIVES:
@@ -632,7 +635,7 @@ def _union(branches, src, ns, stack, bint encoding):
 def compile_encoder(schema, bytes prefix=b""):
     """An encoder of ``prefix`` + the Avro body of ``schema``'s records, or None."""
     try:
-        return Encoder(_node(schema, _Source(), "", (), True), prefix)
+        return Encoder(_node(schema, TypeNames(), "", (), True), prefix)
     except (Unsupported, KeyError, TypeError, ValueError):
         return None
 
@@ -640,6 +643,6 @@ def compile_encoder(schema, bytes prefix=b""):
 def compile_decoder(schema):
     """A decoder of ``schema``'s Avro bodies from an offset, or None."""
     try:
-        return Decoder(_node(schema, _Source(), "", (), False))
+        return Decoder(_node(schema, TypeNames(), "", (), False))
     except (Unsupported, KeyError, TypeError, ValueError):
         return None

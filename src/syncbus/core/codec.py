@@ -4,12 +4,12 @@ The fingerprint is the CRC-64-AVRO of the schema's Parsing Canonical Form, in
 the little-endian byte order the Avro specification gives for single-object
 encoding, so any Avro implementation can find the writer schema without a
 registry server. A ``Codec`` holds the schemas it has seen by fingerprint; the
-router decodes every event once, so each registered schema gets a compiled
-encoder and decoder, byte-identical to fastavro: native (``_avro_native``, C built
-from Cython at install) where the install could compile it, else generated Python
-(``syncbus.core.avro_compiled``). fastavro handles whatever those do not take,
-and resolving a writer against a different reader (cached per pair) is
-fastavro's ``schemaless_reader``.
+router decodes every event once, so each registered schema gets a native encoder
+and decoder (``_avro_native``, C built from Cython at install), byte-identical to
+fastavro. fastavro handles whatever those do not take, every schema where the
+install could not compile them (no C compiler: correct, several times slower),
+and resolving a writer against a different reader (cached per pair) with its
+``schemaless_reader``.
 
 Decoded types (fastavro's): ``date`` -> ``datetime.date``, ``timestamp-micros``
 -> aware UTC ``datetime``, ``decimal`` -> ``decimal.Decimal``, ``uuid`` -> str
@@ -22,7 +22,6 @@ API:
              encode(fp, record) -> bytes; encode_many(fp, records) -> list[bytes]
              decode(data, reader_fp=None) -> (record, writer_fp)
     peek_fingerprint(data) -> bytes
-    compile_encoder(schema, prefix=b"") / compile_decoder(schema): native, else Python
     native_codec: the native module, or None where it was not built
     DecodeError > NotSingleObjectEncoded, UnknownFingerprint(fp_hex), IncompatibleWriter,
                   CorruptBody; EncodeError (record does not fit the schema)
@@ -41,14 +40,13 @@ from fastavro import parse_schema, schemaless_reader, schemaless_writer
 from fastavro.schema import fingerprint as _fastavro_fingerprint
 from fastavro.schema import to_parsing_canonical_form
 
-from syncbus.core import avro_compiled, avro_compiled_decode
-from syncbus.core.avro_compiled import Decoder, Encoder
+from syncbus.core.avro_support import Decoder, Encoder
 from syncbus.core.compat import incompatibilities
 
 native_codec: ModuleType | None
-try:  # C compiled from Cython at install time (setup.py); same contract, ~3x faster
+try:  # C compiled from Cython at install time (setup.py)
     from syncbus.core import _avro_native as native_codec
-except ImportError:  # no C compiler where this was installed: the generated Python
+except ImportError:  # no C compiler where this was installed: fastavro does it all
     native_codec = None
 
 MAGIC = b"\xc3\x01"
@@ -106,12 +104,11 @@ class Codec:
 
     def __init__(self, schemas: Iterable[Mapping[str, Any]] = ()) -> None:
         self._raw: dict[bytes, dict[str, Any]] = {}
-        self._parsed: dict[bytes, Any] = {}
-        self._writers: dict[bytes, Any] = {}  # parsed with fastavro's write hint
+        self._parsed: dict[bytes, Any] = {}  # by fastavro, with its "already parsed" hint
         self._encoders: dict[bytes, Encoder | None] = {}
         self._decoders: dict[bytes, Decoder | None] = {}
         self._pairs: dict[tuple[bytes, bytes], tuple[Any, Any]] = {}
-        # how often compiled code declined a value and fastavro took over: bad input
+        # how often native code declined a value and fastavro took over: bad input
         # does this, so a steady rise on good traffic means a compiler gap to close
         self.fallbacks = 0
         for schema in schemas:
@@ -125,9 +122,10 @@ class Codec:
             # One parse, kept with fastavro's "already parsed" hint: reading with it
             # too, since a schema parsed without the hint is parsed again on every
             # ``schemaless_reader`` call (a v1 event read as v2 cost 2.4x as much).
-            self._parsed[fp] = self._writers[fp] = parse_schema(copy.deepcopy(raw))
-            self._encoders[fp] = compile_encoder(raw, MAGIC + fp)
-            self._decoders[fp] = compile_decoder(raw)
+            self._parsed[fp] = parse_schema(copy.deepcopy(raw))
+            if native_codec is not None:
+                self._encoders[fp] = native_codec.compile_encoder(raw, MAGIC + fp)
+                self._decoders[fp] = native_codec.compile_decoder(raw)
             self._raw[fp] = raw
         return fp
 
@@ -150,22 +148,22 @@ class Codec:
     def encode(self, fp: bytes, record: Mapping[str, Any]) -> bytes:
         """``C3 01`` + fingerprint + Avro binary body of ``record``.
 
-        The schema's compiled encoder writes the common case; any value it does not
-        take (see ``syncbus.core.avro_compiled``) goes to fastavro, whose bytes and
-        errors are the reference."""
-        try:
-            compiled = self._encoders[fp]
-        except KeyError:
-            raise UnknownFingerprint(fp) from None
+        The schema's native encoder writes the common case; any value it does not
+        take (see ``_avro_native``) goes to fastavro, whose bytes and errors are the
+        reference."""
+        compiled = self._encoders.get(fp)
         if compiled is not None:
             try:
                 return compiled(record)
             except Exception:  # fastavro below gives the reference bytes or error
                 self.fallbacks += 1
+        writer = self._parsed.get(fp)
+        if writer is None:
+            raise UnknownFingerprint(fp)
         out = io.BytesIO()
         out.write(MAGIC + fp)
         try:
-            schemaless_writer(out, self._writers[fp], record)
+            schemaless_writer(out, writer, record)
         except (TypeError, ValueError, KeyError, AttributeError) as exc:
             raise EncodeError(f"record does not fit schema {fp.hex()}: {exc}") from exc
         return out.getvalue()
@@ -219,21 +217,3 @@ class Codec:
         if not isinstance(record, dict):
             raise CorruptBody("decoded value is not a record")
         return record, writer_fp
-
-
-def compile_encoder(schema: Mapping[str, Any], prefix: bytes = b"") -> Encoder | None:
-    """The fastest encoder of ``prefix`` + body built here: native, else generated Python."""
-    if native_codec is not None:
-        encoder: Encoder | None = native_codec.compile_encoder(schema, prefix)
-        if encoder is not None:
-            return encoder
-    return avro_compiled.compile_encoder(schema, prefix)
-
-
-def compile_decoder(schema: Mapping[str, Any]) -> Decoder | None:
-    """The fastest decoder built here: native, else generated Python."""
-    if native_codec is not None:
-        decoder: Decoder | None = native_codec.compile_decoder(schema)
-        if decoder is not None:
-            return decoder
-    return avro_compiled_decode.compile_decoder(schema)

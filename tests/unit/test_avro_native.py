@@ -1,12 +1,12 @@
-"""The compiled Avro encoders and decoders are fastavro, only faster: same bytes, same values.
+"""The native Avro encoders and decoders are fastavro, only faster: same bytes, same values.
 
-Both implementations are held to it, the generated Python (``avro_compiled``) and
-the native one (``_avro_native``, C from Cython), through the ``impl`` fixture.
 Every schema in ``schemas/`` (domain records and their change events) and every
 subscriber view the router derives is compiled; hypothesis draws values over the
-whole range of each field type and the compiled output is compared with
-fastavro's, byte for byte and value for value. Values the compiled code does not
-take must reach fastavro through the codec and come out as fastavro makes them.
+whole range of each field type and the native output is compared with fastavro's,
+byte for byte and value for value. Values the native code does not take must
+reach fastavro through the codec and come out as fastavro makes them. The codec's
+own tests run twice (``codec_kind``): with the native code, and without it, as an
+install without a C compiler runs (fastavro only).
 """
 
 from __future__ import annotations
@@ -25,7 +25,6 @@ from fastavro import parse_schema, schemaless_reader, schemaless_writer
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from syncbus.core import avro_compiled, avro_compiled_decode
 from syncbus.core.catalog import Bus
 from syncbus.core.codec import HEADER_LEN, MAGIC, Codec, CorruptBody, EncodeError, native_codec
 from syncbus.core.fake import RESOURCE_SCHEMAS, make_records
@@ -36,36 +35,32 @@ Schema = dict[str, Any]
 NOT_BUILT = "syncbus.core._avro_native is not built: run `make venv` (needs gcc and Python headers)"
 
 
-class Impl:
-    """One implementation's compile_encoder / compile_decoder."""
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-        if name == "python":
-            self.encoder, self.decoder = (avro_compiled.compile_encoder,
-                                          avro_compiled_decode.compile_decoder)
-        else:
-            assert native_codec is not None, NOT_BUILT
-            self.encoder, self.decoder = native_codec.compile_encoder, native_codec.compile_decoder
+@pytest.fixture
+def native() -> Any:
+    """The native module, which the install (setup.py) builds on this machine."""
+    assert native_codec is not None, NOT_BUILT
+    return native_codec
 
 
-@pytest.fixture(params=["python", "native"])
-def impl(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Impl:
-    """The implementation under test, also behind every ``Codec`` the test makes."""
-    if request.param == "python":
+@pytest.fixture(params=["native", "fastavro"])
+def codec_kind(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every ``Codec`` the test makes: with the native code, or without it (no compiler)."""
+    if request.param == "fastavro":
         monkeypatch.setattr("syncbus.core.codec.native_codec", None)
-    return Impl(request.param)
+    else:
+        assert native_codec is not None, NOT_BUILT
+    return str(request.param)
 
 
 def test_the_native_codec_is_built_and_used() -> None:
-    """The install (setup.py) compiles it here; a silent fall back to Python would cost 3x."""
+    """The install (setup.py) compiles it here; a silent fall back to fastavro costs 5x."""
     assert native_codec is not None, NOT_BUILT
     codec = Codec()
     fp = codec.register({"type": "record", "name": "r", "fields": [{"name": "x", "type": "int"}]})
     assert type(codec._encoders[fp]).__module__ == native_codec.__name__
 SETTINGS = settings(max_examples=60, deadline=None,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
-                                           HealthCheck.function_scoped_fixture])  # impl: stateless
+                                           HealthCheck.function_scoped_fixture])  # stateless
 
 
 def all_schemas(bus: Bus) -> list[Schema]:
@@ -145,22 +140,22 @@ def same(a: Any, b: Any) -> bool:
 
 
 @pytest.mark.parametrize("index", range(16))
-def test_every_schema_compiles(bus: Bus, impl: Impl, index: int) -> None:
+def test_every_schema_compiles(bus: Bus, native: Any, index: int) -> None:
     schemas = all_schemas(bus)
     if index >= len(schemas):
         pytest.skip("fewer schemas")
-    assert impl.encoder(schemas[index]) is not None
-    assert impl.decoder(schemas[index]) is not None
+    assert native.compile_encoder(schemas[index]) is not None
+    assert native.compile_decoder(schemas[index]) is not None
 
 
 @SETTINGS
 @given(data=st.data())
 def test_compiled_bytes_and_values_are_fastavros(
-    bus: Bus, impl: Impl, data: st.DataObject
+    bus: Bus, native: Any, data: st.DataObject
 ) -> None:
     schema = data.draw(st.sampled_from(all_schemas(bus)))
     record = data.draw(values(schema, {}))
-    encode, decode = impl.encoder(schema), impl.decoder(schema)
+    encode, decode = native.compile_encoder(schema), native.compile_decoder(schema)
     assert encode is not None and decode is not None
     body = fastavro_bytes(schema, record)
     try:
@@ -181,7 +176,7 @@ def test_compiled_bytes_and_values_are_fastavros(
 
 
 @pytest.mark.parametrize("name", RESOURCE_SCHEMAS)
-def test_realistic_events_and_views(bus: Bus, impl: Impl, name: str) -> None:
+def test_realistic_events_and_views(bus: Bus, codec_kind: str, name: str) -> None:
     domain = bus.schemas.latest(name)
     schemas = [bus.schemas.event_schema(name)]
     for clearance in ("L1", "L2", "L3"):
@@ -203,7 +198,7 @@ def test_realistic_events_and_views(bus: Bus, impl: Impl, name: str) -> None:
             assert codec.decode(data)[0] == fastavro_value(schema, data[HEADER_LEN:])
 
 
-def test_values_outside_the_compiled_set_get_fastavros_answer(bus: Bus, impl: Impl) -> None:
+def test_values_outside_the_compiled_set_get_fastavros_answer(bus: Bus, codec_kind: str) -> None:
     schema = bus.schemas.event_schema("licence.business")
     codec = Codec()
     fp = codec.register(schema)
@@ -227,7 +222,7 @@ def test_values_outside_the_compiled_set_get_fastavros_answer(bus: Bus, impl: Im
         codec.encode(fp, {**base, "after": {**record, "status": "LOST"}})
 
 
-def test_decimal_precision_errors_stay_fastavros(bus: Bus, impl: Impl) -> None:
+def test_decimal_precision_errors_stay_fastavros(bus: Bus, codec_kind: str) -> None:
     codec = Codec()
     fp = codec.register(bus.schemas.latest("legal.company"))
     record = make_records("legal.company", 1, seed=3)[0]
@@ -239,7 +234,7 @@ def test_decimal_precision_errors_stay_fastavros(bus: Bus, impl: Impl) -> None:
 @SETTINGS
 @given(data=st.data())
 def test_damaged_bytes_decode_as_fastavro_decodes_them(
-    bus: Bus, impl: Impl, data: st.DataObject
+    bus: Bus, codec_kind: str, data: st.DataObject
 ) -> None:
     name = data.draw(st.sampled_from(RESOURCE_SCHEMAS))
     schema = bus.schemas.latest(name)
@@ -266,10 +261,10 @@ def test_damaged_bytes_decode_as_fastavro_decodes_them(
         assert codec.decode(MAGIC + fp + damaged)[0] == expected
 
 
-def test_nan_and_infinities_round_trip(impl: Impl) -> None:
+def test_nan_and_infinities_round_trip(native: Any) -> None:
     schema = {"type": "record", "name": "p", "fields": [
         {"name": "d", "type": "double"}, {"name": "f", "type": ["null", "float"]}]}
-    encode, decode = impl.encoder(schema), impl.decoder(schema)
+    encode, decode = native.compile_encoder(schema), native.compile_decoder(schema)
     assert encode is not None and decode is not None
     for d in (math.nan, math.inf, -math.inf, -0.0):
         record = {"d": d, "f": d}
@@ -279,8 +274,8 @@ def test_nan_and_infinities_round_trip(impl: Impl) -> None:
         assert same(value["d"], d) and same(value["f"], d)
 
 
-def test_unsupported_features_compile_to_none(impl: Impl) -> None:
-    compile_encoder, compile_decoder = impl.encoder, impl.decoder
+def test_unsupported_features_compile_to_none(native: Any) -> None:
+    compile_encoder, compile_decoder = native.compile_encoder, native.compile_decoder
     for field_type in ({"type": "array", "items": "int"}, {"type": "map", "values": "int"},
                        {"type": "fixed", "name": "F", "size": 2},
                        {"type": "int", "logicalType": "time-millis"}):

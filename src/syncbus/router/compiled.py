@@ -129,7 +129,11 @@ class CompiledPolicy:
             _audit_tail(grant, view),
             view.plan.is_identity,
             subscriber_suffix(grant.subscriber),
-            ((t.H_SUBSCRIBER, grant.subscriber.encode()), (t.H_GRANT, grant.key.encode())),
+            (
+                (t.H_SUBSCRIBER, grant.subscriber.encode()),
+                (t.H_GRANT, grant.key.encode()),
+                (t.H_FINGERPRINT, view.fingerprint.hex().encode()),  # the view's writer schema
+            ),
             f"{grant.subscriber}/{resource.id}/",
             grant.subscriber.encode(),
         )

@@ -51,7 +51,7 @@ __all__ = [
     "tune_gc",
 ]
 # per delivery: its op and regions (backflow rewrites them), and its writer schema (a
-# masked view's, not the raw event's, whose fingerprint the raw headers carry)
+# masked view's, not the raw event's: ``GrantRoute.headers`` carries the view's)
 _REWRITTEN = frozenset({t.H_OP, t.H_REGION, t.H_OLD_REGION, t.H_FINGERPRINT})
 _TOKEN_PREFIX = b"\x02" + bytes((TOKEN_LENGTH << 1,))  # key union branch 1, then its length
 _GOT = re.compile(r"\s*\(got [^)]*\)")
@@ -252,8 +252,7 @@ class RoutingEngine:
                 )
                 if base is None:
                     base = [h for h in (message.headers or ()) if h[0] not in _REWRITTEN]
-                view_headers = [(t.H_OP, delivery.op.encode()), (t.H_REGION, delivered_region),
-                                (t.H_FINGERPRINT, body[2:HEADER_LEN].hex().encode())]
+                view_headers = [(t.H_OP, delivery.op.encode()), (t.H_REGION, delivered_region)]
                 if delivery.op == "UPDATE" and old_region and old_region != region:
                     view_headers.append((t.H_OLD_REGION, old_region.encode()))
                 hit = encoded[cache_key] = (key, body, base + view_headers)

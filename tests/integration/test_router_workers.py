@@ -80,6 +80,7 @@ def test_two_workers_share_partitions_and_deliver_everything(kafka, tmp_path: Pa
         for event_id, region in sent.items():
             for delivery in table.route(RES, "UPDATE", region, region, now):
                 expected.setdefault(delivery.grant.subscriber, set()).add(event_id)
+        assert len(expected) == 5 and len(expected["province.jiangsu"]) == 2000
 
         def missing() -> dict[str, int] | None:
             gaps = {}

@@ -1,9 +1,12 @@
-"""Builds the optional native Avro codec; everything else is in pyproject.toml.
+"""Builds the optional native parts; everything else is in pyproject.toml.
 
-``syncbus.core._avro_native`` is C compiled from Cython. ``optional=True``: on a
-machine without a C compiler the install still succeeds and the codec uses
-fastavro for everything, which gives the same bytes, several times slower
-(``tests/unit/test_avro_native.py`` says so loudly where the build is expected).
+``syncbus.core._avro_native`` (the Avro codec), ``syncbus.core._formats`` (the
+check digits of citizen IDs and USCCs) and ``syncbus.publisher._rows`` (the
+publisher's loop over new-state changes) are C compiled from Cython.
+``optional=True``: on a machine without a C compiler the install still succeeds,
+the codec uses fastavro for everything and the rest their Python versions, which
+give the same bytes and verdicts, several times slower (``tests/unit/test_avro_native.py``
+says so loudly where the build is expected).
 """
 
 from Cython.Build import cythonize
@@ -17,7 +20,19 @@ setup(
                 ["src/syncbus/core/_avro_native.pyx"],
                 optional=True,
                 extra_compile_args=["-O2"],
-            )
+            ),
+            Extension(
+                "syncbus.core._formats",
+                ["src/syncbus/core/_formats.pyx"],
+                optional=True,
+                extra_compile_args=["-O2"],
+            ),
+            Extension(
+                "syncbus.publisher._rows",
+                ["src/syncbus/publisher/_rows.pyx"],
+                optional=True,
+                extra_compile_args=["-O2"],
+            ),
         ],
         compiler_directives={"language_level": "3"},
     )

@@ -13,7 +13,13 @@ from syncbus.core.fake import make_record
 from syncbus.core.model import Bus
 from syncbus.core.validation import to_json
 from syncbus.publisher import ChangeRejected, NotPermitted, UnknownResource
-from syncbus.publisher.changes import Change, ResourceWriter, make_headers, to_micros
+from syncbus.publisher.changes import (
+    Change,
+    ResourceWriter,
+    make_headers,
+    new_event_ids,
+    to_micros,
+)
 
 
 @pytest.fixture(scope="module")
@@ -125,3 +131,52 @@ def test_event_ids_are_distinct_canonical_version_4_uuids() -> None:
     for event_id in ids:
         parsed = uuid.UUID(event_id)
         assert (str(parsed), parsed.version, parsed.variant) == (event_id, 4, uuid.RFC_4122)
+
+
+def _mixed_batch(resident: dict[str, Any]) -> list[Change]:
+    """New states (the C loop's case) among everything it leaves to Python."""
+    others = [make_record("population.resident", region="320102", seed=s) for s in range(6)]
+    moved = {**resident, "region": "320102"}
+    bad_id = {**others[1], "id_number": others[1]["id_number"][:-1] + "0"}
+    if bad_id == others[1]:
+        bad_id["id_number"] = others[1]["id_number"][:-1] + "1"
+    return [
+        Change("SNAPSHOT", after=others[0]),
+        Change("CREATE", after=bad_id),  # wrong check digit: rejected
+        Change("CREATE", after=others[2], occurred_at=1_700_000_000_000_000),
+        Change("UPDATE", before=resident, after=moved),  # Python: old region
+        Change("DELETE", before=others[3]),
+        Change("CREATE", after={**others[4], "unexpected": 1}),  # unknown field: rejected
+        Change("CREATE", after=others[4], occurred_at=dt.datetime(2025, 1, 2, 3, 4, 5)),
+        Change("CREATE", after=others[5], before=others[5]),  # before on a CREATE: rejected
+        Change("CREATE", after={**others[5], "email": None}),
+        Change("SNAPSHOT", after=others[3]),
+    ]
+
+
+def test_the_c_loop_and_the_python_path_prepare_the_same_rows(
+    bus: Bus, resident: dict[str, Any]
+) -> None:
+    fast = ResourceWriter(bus, "js-gaj", "population.resident")
+    slow = ResourceWriter(bus, "js-gaj", "population.resident", native=False)
+    assert fast.native, "syncbus.publisher._rows is not built: run `make venv` (needs gcc)"
+    assert not slow.native
+    batch = _mixed_batch(resident)
+    ids = new_event_ids(len(batch))
+    prepared = []
+    for writer in (fast, slow):
+        errors: list[ChangeRejected] = []
+        rows, accepted = writer.prepare(batch, 7, ids, 1_800_000_000_000_000, errors.append)
+        prepared.append((rows, accepted, [e.index for e in errors]))
+    assert prepared[0] == prepared[1]
+    rows, accepted, rejected = prepared[0]
+    assert rejected == [1, 5, 7] and accepted == ids[:7] and len(rows) == 7
+    codec = Codec([bus.schemas.event_schema("population.resident")])
+    sequences = [codec.decode(value)[0]["sequence"] for _, value, _, _ in rows]
+    assert sequences == list(range(7, 14))  # gap-free over the rejected ones
+    for _, value, meta, headers in rows:
+        assert make_headers("js-gaj", "population.resident", value, meta) == headers
+    for writer in (fast, slow):  # without on_reject: the first bad change, by its index
+        with pytest.raises(ChangeRejected) as exc:
+            writer.prepare(batch, 1, ids, 1_800_000_000_000_000)
+        assert exc.value.index == 1 and paths(exc) == ["after.id_number"]

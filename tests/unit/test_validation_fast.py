@@ -2,8 +2,9 @@
 
 ``_citizen_id_ok`` and ``_uscc_ok`` compute GB 11643 / GB 32100 directly; they
 may refuse what stdnum accepts (a lowercase ``x``: the slow path then accepts
-it), never the reverse. ``Validator.valid`` vouches for a record only when the
-checker tree finds nothing.
+it), never the reverse; their C versions (``_formats``) answer exactly as they
+do. ``Validator.valid`` and the checked native encoder vouch for a record only
+when the checker tree finds nothing, and the encoder's bytes are fastavro's.
 """
 
 from __future__ import annotations
@@ -19,13 +20,22 @@ from hypothesis import strategies as st
 from stdnum.cn import ric, uscc
 
 from syncbus.core.catalog import Bus
+from syncbus.core.codec import MAGIC, Codec
 from syncbus.core.fake import RESOURCE_SCHEMAS, citizen_id, make_records, uscc_for
 from syncbus.core.validation import (
+    _birth_place_ok,
     _citizen_id_ok,
     _uscc_ok,
     check_format,
     compile_validator,
+    fast_format_check,
 )
+
+try:
+    from syncbus.core import _formats
+except ImportError:  # the test below says why that is a failure here
+    _formats = None  # type: ignore[assignment]
+NOT_BUILT = "syncbus.core._formats is not built: run `make venv` (needs gcc and Python headers)"
 
 
 def stdnum_valid(value: str) -> bool:
@@ -138,3 +148,62 @@ def test_valid_only_when_the_tree_finds_nothing(bus: Bus, name: str) -> None:
                 assert slow == [], (broken, slow)
             assert (validator.errors(broken) == []) == (slow == [])
     assert vouched > 0  # some mutations keep the record valid (e.g. a nullable set to None)
+
+
+@settings(max_examples=300, deadline=None)
+@given(seed=st.integers(0, 2**32), region=st.sampled_from(REGIONS),
+       born=st.dates(dt.date(1, 1, 1), dt.date(9999, 12, 31)), noise=st.text(max_size=20))
+def test_the_c_format_checks_answer_as_the_python_ones(
+    seed: int, region: str, born: dt.date, noise: str
+) -> None:
+    assert _formats is not None, NOT_BUILT
+    citizen_ok, uscc_ok = _formats.CitizenIdCheck(_birth_place_ok), _formats.uscc_ok
+    rng = random.Random(seed)
+    ids = [citizen_id(region, born, rng) for _ in range(3)]
+    ids += [mutate(v, rng, ID_CHARS) for v in ids] + [v[:-1] + rng.choice(ID_CHARS) for v in ids]
+    ids += [ids[0][:6] + f"{born.year:04d}{rng.randrange(100):02d}{rng.randrange(100):02d}"
+            + ids[0][14:], ids[0][:17] + "x", noise, noise[:18].ljust(18, "1"), "１" * 18]
+    codes = [uscc_for(region, rng) for _ in range(3)]
+    codes += [mutate(v, rng, USCC_CHARS) for v in codes]
+    codes += [v[:-1] + rng.choice(USCC_CHARS) for v in codes]
+    codes += [codes[0].lower(), noise, noise[:18].ljust(18, "A"), "Ａ" * 18]
+    for value in ids:
+        assert citizen_ok(value) == _citizen_id_ok(value), value
+    for value in codes:
+        assert uscc_ok(value) == _uscc_ok(value), value
+    assert citizen_ok("11010519491231002X") and uscc_ok(codes[0])  # valid ones are valid
+    for other in (None, 1, b"110105194912310029", ["x"]):
+        assert not citizen_ok(other) and not uscc_ok(other)
+
+
+@pytest.mark.parametrize("name", RESOURCE_SCHEMAS)
+def test_the_checked_encoder_vouches_only_for_valid_records(bus: Bus, name: str) -> None:
+    """Bytes from the checked encoder mean "valid": never for a record the tree faults,
+    and always fastavro's bytes (through the codec's reference path)."""
+    domain = bus.schemas.latest(name)
+    validator = compile_validator(domain)
+    codec = Codec()
+    fp = codec.register(domain)
+    checked = codec.checked_encoder(fp, fast_format_check)
+    assert checked is not None, "the native codec should compile every shipped schema"
+    reference = Codec()
+    reference._encoders.clear()  # fastavro for everything
+    reference.register(domain)
+    reference._encoders[fp] = None
+    rng = random.Random(name)
+    vouched = refused = 0
+    for record in make_records(name, 40, seed=5):
+        assert checked(record) == reference.encode(fp, record)
+        for _ in range(15):
+            broken = _broken(record, rng)
+            try:
+                data = checked(broken)
+            except Exception:
+                refused += 1
+                continue
+            vouched += 1
+            slow: list[Any] = []
+            validator._check(broken, "", slow)
+            assert slow == [], (broken, slow)
+            assert data == reference.encode(fp, broken) and data.startswith(MAGIC + fp)
+    assert vouched > 0 and refused > 0

@@ -4,7 +4,9 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 def compile_encoder(
-    schema: Mapping[str, Any], prefix: bytes = b""
+    schema: Mapping[str, Any],
+    prefix: bytes = b"",
+    checks: Callable[[Mapping[str, Any]], Callable[[str], bool] | None] | None = None,
 ) -> Callable[[Any], bytes] | None: ...
 def compile_decoder(
     schema: Mapping[str, Any],

@@ -14,7 +14,7 @@ for the same reason. Its Python-level rules live in ``avro_support``; tests
 compare every schema with fastavro byte for byte.
 
 API:
-    compile_encoder(schema, prefix=b"") -> Callable[[record], bytes] | None
+    compile_encoder(schema, prefix=b"", checks=None) -> Callable[[record], bytes] | None
     compile_decoder(schema) -> Callable[[bytes, int], tuple[record, int]] | None
 """
 
@@ -45,6 +45,7 @@ from libc.string cimport memcpy
 import datetime as _dt
 import decimal as _decimal
 import uuid as _uuid
+from sys import intern as _intern
 
 from syncbus.core.avro_support import (
     EPOCH as _EPOCH,
@@ -492,7 +493,10 @@ cdef class RecordNode(Node):
     cdef tuple names, nodes, modes  # mode 0: required, 1: default null, 2: other default
 
     def __init__(self, names, nodes, modes):
-        self.names, self.nodes, self.modes = tuple(names), tuple(nodes), tuple(modes)
+        # interned: a record's keys are mostly interned literals, so the lookups of
+        # its fields find them by identity instead of comparing their characters
+        self.names = tuple(_intern(str(name)) for name in names)
+        self.nodes, self.modes = tuple(nodes), tuple(modes)
 
     cdef int enc(self, object v, Buf* b) except -1:
         cdef Py_ssize_t i
@@ -520,6 +524,39 @@ cdef class RecordNode(Node):
         for i in range(len(self.names)):
             PyDict_SetItem(out, self.names[i], (<Node>self.nodes[i]).dec(r))
         return out
+
+
+cdef class CheckedRecordNode(RecordNode):
+    """A record that is also validated while it is written: an exact ``dict`` without
+    unknown keys, whose string fields pass their fast format checks. Anything else is
+    Fallback, so bytes from here mean "valid and encoded" in one walk."""
+    cdef tuple checks  # per field: None or callable(str) -> bool
+
+    def __init__(self, names, nodes, modes, checks):
+        super().__init__(names, nodes, modes)
+        self.checks = tuple(checks)
+
+    cdef int enc(self, object v, Buf* b) except -1:
+        cdef Py_ssize_t i, present = 0
+        cdef PyObject* found
+        if not PyDict_CheckExact(v):
+            raise Fallback("not a dict")
+        for i in range(len(self.names)):
+            found = PyDict_GetItem(v, self.names[i])
+            if found == NULL:
+                if self.modes[i] != 1:
+                    raise Fallback("missing field")
+                value = None
+            else:
+                present += 1
+                value = <object>found
+            (<Node>self.nodes[i]).enc(value, b)
+            check = self.checks[i]
+            if check is not None and value is not None and not check(value):
+                raise Fallback("format check failed")
+        if present != len(v):
+            raise Fallback("unknown field")
+        return 0
 
 
 # ------------------------------------------------------------------ entry points
@@ -567,13 +604,14 @@ cdef class Decoder:
         return record, r.pos
 
 
-def _node(schema, src, ns, stack, bint encoding):
-    """The node tree of ``schema``; ``src`` holds the named types seen so far."""
+def _node(schema, src, ns, stack, bint encoding, checks=None):
+    """The node tree of ``schema``; ``src`` holds the named types seen so far. With
+    ``checks`` (field -> format check or None) records are ``CheckedRecordNode``."""
     if isinstance(schema, list):
-        return _union(schema, src, ns, stack, encoding)
+        return _union(schema, src, ns, stack, encoding, checks)
     if isinstance(schema, str) and schema not in _PRIMITIVES:
         named, named_ns = src.resolve(schema, ns, stack)
-        return _node(named, src, named_ns, stack, encoding)
+        return _node(named, src, named_ns, stack, encoding, checks)
     kind, logical = _logical(schema)
     if isinstance(schema, Mapping) and kind in ("record", "enum", "fixed", "error"):
         full, inner = src.define(schema, ns)
@@ -585,13 +623,15 @@ def _node(schema, src, ns, stack, bint encoding):
         names, nodes, modes = [], [], []
         for field in schema["fields"]:
             names.append(str(field["name"]))
-            nodes.append(_node(field["type"], src, inner, inner_stack, encoding))
+            nodes.append(_node(field["type"], src, inner, inner_stack, encoding, checks))
             modes.append(0 if "default" not in field else 1 if field["default"] is None else 2)
+        if checks is not None:
+            return CheckedRecordNode(names, nodes, modes, [checks(f) for f in schema["fields"]])
         return RecordNode(names, nodes, modes)
     if kind in ("array", "map"):
         raise Unsupported(kind)
     if isinstance(schema, Mapping) and kind not in _PRIMITIVES:
-        return _node(kind, src, ns, stack, encoding)
+        return _node(kind, src, ns, stack, encoding, checks)
     return _primitive(kind, logical, schema)
 
 
@@ -621,21 +661,26 @@ def _primitive(kind, logical, schema):
     raise Unsupported(kind)
 
 
-def _union(branches, src, ns, stack, bint encoding):
+def _union(branches, src, ns, stack, bint encoding, checks=None):
     nulls = [i for i, b in enumerate(branches) if b == "null"]
     others = [i for i, b in enumerate(branches) if b != "null"]
     if encoding and (len(others) > 1 or len(nulls) > 1):
         raise Unsupported("union with more than one non-null branch")
     if len(branches) > 64:
         raise Unsupported("union too wide")
-    nodes = [_node(b, src, ns, stack, encoding) for b in branches]
+    nodes = [_node(b, src, ns, stack, encoding, checks) for b in branches]
     return UnionNode(nodes, nulls[0] if nulls else -1, others[0] if others else -1)
 
 
-def compile_encoder(schema, bytes prefix=b""):
-    """An encoder of ``prefix`` + the Avro body of ``schema``'s records, or None."""
+def compile_encoder(schema, bytes prefix=b"", checks=None):
+    """An encoder of ``prefix`` + the Avro body of ``schema``'s records, or None.
+
+    With ``checks`` (a field's schema -> its format check, or None) the encoder is
+    checked: every record in the value must be an exact ``dict`` with no unknown
+    keys whose checked fields pass, or it raises Fallback (see ``CheckedRecordNode``).
+    """
     try:
-        return Encoder(_node(schema, TypeNames(), "", (), True), prefix)
+        return Encoder(_node(schema, TypeNames(), "", (), True, checks), prefix)
     except (Unsupported, KeyError, TypeError, ValueError):
         return None
 

@@ -20,6 +20,7 @@ API:
     MAGIC = b"\\xc3\\x01"; fingerprint(schema) -> bytes (8)
     Codec(): register(schema) -> fp; writer_schema(fp) -> dict | None; known(fp) -> bool
              encode(fp, record) -> bytes; encode_many(fp, records) -> list[bytes]
+             checked_encoder(fp, checks) -> validating native encoder | None
              decode(data, reader_fp=None) -> (record, writer_fp)
     peek_fingerprint(data) -> bytes
     native_codec: the native module, or None where it was not built
@@ -32,7 +33,7 @@ from __future__ import annotations
 import copy
 import io
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from types import ModuleType
 from typing import Any
 
@@ -128,6 +129,19 @@ class Codec:
                 self._decoders[fp] = native_codec.compile_decoder(raw)
             self._raw[fp] = raw
         return fp
+
+    def checked_encoder(
+        self, fp: bytes, checks: Callable[[Mapping[str, Any]], Callable[[str], bool] | None]
+    ) -> Callable[[Any], bytes] | None:
+        """A native encoder of a registered schema that also validates (exact dicts, no
+        unknown keys, ``checks`` on string fields) and raises instead of falling back;
+        None without the native codec or for a schema it does not compile."""
+        if native_codec is None:
+            return None
+        self._schema(fp)  # registered, or UnknownFingerprint
+        encoder: Callable[[Any], bytes] | None = native_codec.compile_encoder(
+            self._raw[fp], MAGIC + fp, checks)
+        return encoder
 
     def known(self, fp: bytes) -> bool:
         return fp in self._parsed

@@ -19,6 +19,7 @@ API:
     compile_validator(domain_schema) -> Validator  (cached per schema)
     Validator.errors(record, prefix="") -> list[FieldError]; Validator.check(record, prefix="")
     check_format(fmt, value) -> reason | None
+    fast_format_check(field) -> the check vouching for a field's value in the fast paths
     from_json / to_json: see syncbus.core.jsonconv (re-exported here)
 """
 
@@ -108,6 +109,25 @@ _region_ok = lru_cache(maxsize=8192)(is_valid_region)
 _FAST_FORMATS: dict[str, Callable[[str], bool]] = {
     "citizen_id": _citizen_id_ok, "uscc": _uscc_ok, "region_code": _region_ok,
 }
+try:  # the same two checks in C, compiled from Cython at install time (setup.py)
+    from syncbus.core import _formats
+
+    _FAST_FORMATS["citizen_id"] = _formats.CitizenIdCheck(_birth_place_ok)
+    _FAST_FORMATS["uscc"] = _formats.uscc_ok
+except ImportError:  # no C compiler where this was installed: the Python versions above
+    pass
+
+
+def fast_format_check(field: Mapping[str, Any]) -> Callable[[str], bool] | None:
+    """The check that vouches for a non-null value of ``field`` in the fast paths (the
+    generated ``ok`` and the native checked encoder), or None: a format with a fast
+    check, on a field whose value is a string (``["null", "string"]`` included)."""
+    fast = _FAST_FORMATS.get(field.get("format") or "")
+    type_ = field.get("type")
+    if isinstance(type_, list):
+        branches = [b for b in type_ if b != "null"]
+        type_ = branches[0] if len(branches) == 1 else None
+    return fast if type_ in ("string", {"type": "string"}) else None
 
 
 def check_format(fmt: str, value: Any) -> str | None:
@@ -311,8 +331,8 @@ class _FastGen:
             else:
                 self.add(ind, f"if {v} is None: return False")
             self.value(type_, v, inner, (*stack, _full(schema)))
-            fast = _FAST_FORMATS.get(field.get("format") or "")
-            if fast is not None and type_ in ("string", {"type": "string"}):
+            fast = fast_format_check(field)
+            if fast is not None:
                 self.add(inner, f"if not {self.name(fast)}({v}): return False")
 
     def value(self, type_: Any, v: str, ind: int, stack: tuple[str, ...]) -> None:
@@ -355,6 +375,11 @@ class Validator:
         self._check = _record(schema, {})
         self._fast = _fast_check(schema)
 
+    @property
+    def has_fast_path(self) -> bool:
+        """True when the schema got its generated check: its shapes are the simple ones."""
+        return self._fast is not None
+
     def valid(self, record: Any) -> bool:
         """True when the fast check vouches for ``record`` (False: ask ``errors``)."""
         try:
@@ -393,6 +418,7 @@ __all__ = [
     "Validator",
     "check_format",
     "compile_validator",
+    "fast_format_check",
     "from_json",
     "to_json",
 ]

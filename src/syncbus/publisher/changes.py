@@ -25,8 +25,14 @@ from syncbus.core import topics as t
 from syncbus.core.codec import Codec, EncodeError
 from syncbus.core.model import Bus, Resource
 from syncbus.core.problems import FieldError
-from syncbus.core.validation import compile_validator, from_json
+from syncbus.core.validation import compile_validator, fast_format_check, from_json
 from syncbus.publisher.errors import ChangeRejected, NotPermitted, UnknownResource
+
+NewStateWriter: Any
+try:  # C compiled from Cython at install time (setup.py)
+    from syncbus.publisher._rows import NewStateWriter
+except ImportError:  # no C compiler where this was installed: the Python path does it all
+    NewStateWriter = None
 
 DATA_OPS = ("CREATE", "UPDATE", "DELETE", "SNAPSHOT")
 _NEW_STATE = frozenset({"CREATE", "SNAPSHOT"})  # ops carrying only ``after``
@@ -115,10 +121,17 @@ def resolve(bus: Bus, department: str, resource_id: str) -> Resource:
     return resource
 
 
+def _new_state(change: Change) -> bool:
+    """Could the C loop take this change (the cheap part of its test)?"""
+    return change.op in _NEW_STATE and change.before is None
+
+
 class ResourceWriter:
     """Checks and encodes the changes of one resource for one source department."""
 
-    def __init__(self, bus: Bus, department: str, resource_id: str) -> None:
+    def __init__(
+        self, bus: Bus, department: str, resource_id: str, *, native: bool = True
+    ) -> None:
         self.resource = resolve(bus, department, resource_id)
         self.domain = bus.schemas.latest(self.resource.schema)
         self.event_schema = bus.schemas.event_schema(self.resource.schema)
@@ -132,6 +145,26 @@ class ResourceWriter:
         self._h_fp = (t.H_FINGERPRINT, self._fp_hex)
         self._h_op = {op: (t.H_OP, op) for op in (*DATA_OPS, "HEARTBEAT")}
         self._key, self._region = self.resource.key_field, self.resource.region_field
+        self._new_states = self._native_writer() if native else None
+
+    def _native_writer(self) -> Any:
+        """The C loop over new-state changes (see ``_rows``), where it was built and the
+        record schema has both a fast validator and a checked native encoder."""
+        if NewStateWriter is None or not self._validator.has_fast_path:
+            return None
+        encode = self._codec.checked_encoder(self.fingerprint, fast_format_check)
+        if encode is None:
+            return None
+        return NewStateWriter(
+            encode, Change, self.source, self.resource.id, self._key, self._region,
+            {op: self._h_op[op] for op in _NEW_STATE}, self._h_fixed, self._h_fp,
+            (t.H_EVENT_ID, t.H_REGION, t.H_SEQUENCE, t.H_OCCURRED_AT, t.H_PUBLISHED_AT), _SEP,
+        )
+
+    @property
+    def native(self) -> bool:
+        """True when new-state changes take the C loop."""
+        return self._new_states is not None
 
     def from_json(self, obj: Any) -> Change:
         """A change from one parsed JSON line (``op``, ``after``, ``before``, ``occurred_at``)."""
@@ -206,6 +239,51 @@ class ResourceWriter:
             elif not needed and value is not None:
                 errors.append(FieldError(side, f"must be absent for {change.op}"))
         return errors
+
+    def prepare(
+        self, changes: Sequence[Change], first_seq: int, event_ids: Sequence[str],
+        published: int, on_reject: Callable[[ChangeRejected], None] | None = None,
+    ) -> tuple[list[Prepared], list[str]]:
+        """Check and encode a batch in order: the rows and event ids of the accepted
+        changes, numbered from ``first_seq`` without gaps, the k-th getting
+        ``event_ids[k]``. Each bad change goes to ``on_reject`` (raised without it).
+
+        New states take the C loop, which validates while it encodes; it stops at any
+        change it does not take, and the run of changes from there up to the next new
+        state is checked and encoded here, where a bad one is rejected with its reasons.
+        """
+        changes = changes if isinstance(changes, list) else list(changes)
+        native = self._new_states
+        rows: list[Prepared] = []
+        accepted: list[str] = []
+        i, n = 0, len(changes)
+        while i < n:
+            if native is not None:
+                i = native.write(changes, i, event_ids, first_seq, published, rows, accepted)
+                if i == n:
+                    break
+                end = i + 1
+                while end < n and not _new_state(changes[end]):
+                    end += 1
+            else:
+                end = n
+            checked = []
+            for index in range(i, end):
+                try:
+                    checked.append((index, changes[index], *self.check(changes[index], index)))
+                except ChangeRejected as exc:
+                    if on_reject is None:
+                        raise
+                    on_reject(exc)
+            done = len(accepted)
+            more, ids = self.encode_batch(
+                checked, first_seq + done, event_ids[done : done + len(checked)], published,
+                on_reject,
+            )
+            rows += more
+            accepted += ids
+            i = end
+        return rows, accepted
 
     def encode(
         self, change: Change, key: str, region: str, old: str, seq: int, event_id: str,

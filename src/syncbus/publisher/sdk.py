@@ -143,14 +143,17 @@ class Publisher:
         change is reported as ``on_reject(index, error)`` and the good ones go on.
         """
         writer = self.writer(resource)
-        checked: list[tuple[int, Change, str, str, str]] = []
-        for index, item in enumerate(changes):
-            change = item if isinstance(item, Change) else Change(**item)
-            try:
-                checked.append((index, change, *writer.check(change, index)))
-            except ChangeRejected as exc:
-                self._reject(resource, exc, on_reject)
-        return self._accept(writer, checked, on_reject)
+        items = [item if isinstance(item, Change) else Change(**item) for item in changes]
+        with self._lock:
+            first = self._sequences.get(resource, 0) + 1
+            rows, accepted = writer.prepare(
+                items, first, new_event_ids(len(items)), now_micros(),
+                partial(self._reject, resource, on_reject=on_reject),
+            )
+            if rows:
+                self._check_room(len(rows))
+                self._store(resource, rows, first + len(rows) - 1)
+        return accepted
 
     def _reject(
         self, resource: str, exc: ChangeRejected, on_reject: OnReject | None = None
@@ -159,26 +162,6 @@ class Publisher:
         if on_reject is None:
             raise exc
         on_reject(exc.index, exc)
-
-    def _accept(
-        self,
-        writer: ResourceWriter,
-        checked: list[tuple[int, Change, str, str, str]],
-        on_reject: OnReject | None,
-    ) -> list[str]:
-        if not checked:
-            return []
-        resource = writer.resource.id
-        with self._lock:
-            self._check_room(len(checked))
-            first = self._sequences.get(resource, 0) + 1
-            rows, accepted = writer.encode_batch(
-                checked, first, new_event_ids(len(checked)), now_micros(),
-                partial(self._reject, resource, on_reject=on_reject),
-            )
-            seq = first + len(rows) - 1
-            self._store(resource, rows, seq)
-        return accepted
 
     def _check_room(self, n: int) -> None:
         if self._closed:

@@ -1,0 +1,9 @@
+"""Types of the Cython module ``_formats.pyx`` (see its docstring)."""
+
+from collections.abc import Callable
+
+def uscc_ok(v: object) -> bool: ...
+
+class CitizenIdCheck:
+    def __init__(self, birth_place_ok: Callable[[str, str], bool]) -> None: ...
+    def __call__(self, v: object) -> bool: ...

@@ -1,0 +1,112 @@
+# cython: language_level=3, boundscheck=False, wraparound=False
+"""The common case of ``ResourceWriter.prepare`` in C: new states.
+
+A CREATE or SNAPSHOT carrying only ``after`` is most of what departments publish.
+For it the Python path checks the record, builds an event dict, encodes it, and
+builds nine header tuples and the spooled meta string: about 11 us per event in
+the interpreter, a third of the publisher's CPU. Here one loop does the same with
+the checked encoder (``_avro_native.compile_encoder(..., checks=...)``), which
+validates the record while writing it. It stops at the first change it does not
+take (another op, a record the checked encoder refuses, a key or region that is
+not a plain string) and returns its index; ``ResourceWriter`` then handles that
+change in Python, where a bad record is rejected with its reasons, and calls
+``write`` again after it. The header layout and meta are ``ResourceWriter``'s,
+passed in; tests hold both paths to the same rows.
+"""
+
+from cpython.dict cimport PyDict_GetItem
+from cpython.long cimport PyLong_FromLongLong
+from cpython.object cimport PyObject
+from cpython.unicode cimport PyUnicode_AsUTF8String
+
+cdef extern from "Python.h":
+    bint PyDict_CheckExact(object o)
+    bint PyLong_CheckExact(object o)
+    bint PyUnicode_CheckExact(object o)
+    Py_ssize_t PyUnicode_GET_LENGTH(object o)
+
+
+cdef class NewStateWriter:
+    """Rows of new-state changes for one (department, resource), as ``write`` says."""
+    cdef object encode, change_type, source, resource, key_field, region_field, sep
+    cdef dict op_headers
+    cdef tuple h_source, h_resource, h_fp
+    cdef object n_event_id, n_region, n_sequence, n_occurred, n_published
+
+    def __init__(self, encode, change_type, source, resource, key_field, region_field,
+                 dict op_headers, tuple fixed_headers, tuple fingerprint_header,
+                 tuple header_names, sep):
+        """``op_headers``: the ops taken here -> their op header; ``header_names``:
+        event id, region, sequence, occurred at, published at."""
+        self.encode, self.change_type = encode, change_type
+        self.source, self.resource = source, resource
+        self.key_field, self.region_field, self.sep = key_field, region_field, sep
+        self.op_headers = op_headers
+        self.h_source, self.h_resource = fixed_headers
+        self.h_fp = fingerprint_header
+        (self.n_event_id, self.n_region, self.n_sequence, self.n_occurred,
+         self.n_published) = header_names
+
+    def write(self, list changes, Py_ssize_t start, list event_ids, long long first_seq,
+              published, list rows, list accepted):
+        """Append (key, value, meta, headers) to ``rows`` and the event id to ``accepted``
+        for ``changes[start:]``, up to the first change not taken here; return its index
+        (``len(changes)`` when all were taken). The k-th accepted event of the batch gets
+        ``event_ids[k]`` and sequence ``first_seq + k``."""
+        cdef Py_ssize_t i, k, n = len(changes)
+        cdef PyObject* found
+        published_s = str(published)
+        h_published = (self.n_published, published_s)
+        # one event dict for the whole call, its values replaced per change: the
+        # encoder keeps nothing of it, and a dict per event is garbage to collect
+        cdef dict event = {
+            "event_id": None, "source": self.source, "resource": self.resource, "op": None,
+            "key": None, "region": None, "sequence": None, "occurred_at": None,
+            "published_at": published, "before": None, "after": None,
+        }
+        for i in range(start, n):
+            change = changes[i]
+            if type(change) is not self.change_type or change.before is not None:
+                return i
+            op = change.op
+            found = PyDict_GetItem(self.op_headers, op) if PyUnicode_CheckExact(op) else NULL
+            if found == NULL:
+                return i
+            h_op = <object>found
+            after = change.after
+            if not PyDict_CheckExact(after):
+                return i
+            occurred = change.occurred_at
+            if occurred is None:
+                occurred, occurred_s = published, published_s
+            elif PyLong_CheckExact(occurred):
+                occurred_s = str(occurred)
+            else:
+                return i
+            found = PyDict_GetItem(after, self.key_field)
+            if found == NULL or not PyUnicode_CheckExact(<object>found):
+                return i
+            key = <object>found
+            found = PyDict_GetItem(after, self.region_field)
+            if found == NULL or not PyUnicode_CheckExact(<object>found) \
+                    or PyUnicode_GET_LENGTH(<object>found) == 0:
+                return i
+            region = <object>found
+            k = len(accepted)
+            event_id = event_ids[k]
+            sequence = PyLong_FromLongLong(first_seq + k)
+            event["event_id"], event["op"], event["key"] = event_id, op, key
+            event["region"], event["sequence"] = region, sequence
+            event["occurred_at"], event["after"] = occurred, after
+            try:
+                value = self.encode(event)
+            except Exception:  # invalid, or not for the fast path: Python decides
+                return i
+            seq_s = str(sequence)
+            headers = [self.h_source, self.h_resource, (self.n_event_id, event_id), h_op,
+                       (self.n_region, region), (self.n_sequence, seq_s),
+                       (self.n_occurred, occurred_s), h_published, self.h_fp]
+            meta = self.sep.join((event_id, op, region, "", seq_s, occurred_s, published_s))
+            rows.append((PyUnicode_AsUTF8String(key), value, meta, headers))
+            accepted.append(event_id)
+        return n

@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 from prometheus_client import CollectorRegistry
 
 from syncbus.core import topics as t
@@ -33,8 +34,22 @@ def broker(bus_kafka: LocalKafka) -> LocalKafka:
     return bus_kafka
 
 
+@pytest.fixture(params=["native", "python"])
+def loops(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The publisher's C loops (``_rows``), or their Python versions (no compiler)."""
+    from syncbus.publisher import _rows, changes, sender
+
+    if request.param == "python":
+        monkeypatch.setattr(changes, "NewStateWriter", None)
+        monkeypatch.setattr(sender, "send", sender._send_py)
+        monkeypatch.setattr(sender, "delivery_report", sender._python_report)
+    else:
+        assert sender.send is _rows.send and changes.NewStateWriter is _rows.NewStateWriter
+    return str(request.param)
+
+
 @pytest.fixture
-def publisher(broker: LocalKafka, tmp_path: Path) -> Iterator[Publisher]:
+def publisher(broker: LocalKafka, tmp_path: Path, loops: str) -> Iterator[Publisher]:
     with Publisher("js-scjgj", shipped_bus(), broker.bootstrap, spool_path=tmp_path / "s.db",
                    registry=CollectorRegistry()) as pub:
         yield pub
@@ -235,20 +250,23 @@ def test_publish_keeps_accepting_while_the_broker_is_away_up_to_its_bound(
 
 
 def test_a_missing_topic_fails_deliveries_but_loses_nothing(
-    broker: LocalKafka, tmp_path: Path
+    broker: LocalKafka, tmp_path: Path, loops: str
 ) -> None:
-    """raw.credit.penalty does not exist yet (auto-creation is off): the events wait."""
+    """The topic does not exist yet (auto-creation is off): the events wait."""
+    topic = f"raw.credit.penalty.missing-{loops}-{os.urandom(4).hex()}"
     recs = records("credit.penalty", 20, seed=9)
     with Publisher("js-xyb", shipped_bus(), broker.bootstrap, spool_path=tmp_path / "x.db",
-                   registry=CollectorRegistry(),
+                   registry=CollectorRegistry(), topic_of=lambda _: topic,
                    producer_config={"topic.metadata.propagation.max.ms": 500}) as pub:
         ids = pub.publish_many("credit.penalty", [{"op": "CREATE", "after": r} for r in recs])
         assert pub.flush(3) == 20, "undeliverable events stay spooled"
         failed = pub.metrics.failed.labels("UNKNOWN_TOPIC_OR_PART")._value.get()
         assert failed >= 20
-        create_raw_topics(broker.bootstrap, ["credit.penalty"])
+        admin = AdminClient({"bootstrap.servers": broker.bootstrap})
+        for future in admin.create_topics([NewTopic(topic, 3, 1)]).values():
+            future.result(timeout=30)
         assert pub.flush(60) == 0
-    reads = read_topic(broker.bootstrap, "raw.credit.penalty", 20)
+    reads = read_topic(broker.bootstrap, topic, 20)
     assert sorted(r.event_id for r in reads) == sorted(ids)
 
 

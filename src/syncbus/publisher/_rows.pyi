@@ -28,3 +28,19 @@ class NewStateWriter:
         rows: list[Any],
         accepted: list[str],
     ) -> int: ...
+
+class DeliveryReport:
+    def __init__(
+        self, acked: list[int], failed: list[tuple[int, str, str]], spool_id: int
+    ) -> None: ...
+    def __call__(self, err: Any, msg: Any) -> None: ...
+
+def send(
+    produce: Callable[..., None],
+    topic: str,
+    rows: list[Any],
+    first_id: int,
+    acked: list[int],
+    failed: list[tuple[int, str, str]],
+    stop_on: tuple[type[BaseException], ...],
+) -> int: ...

@@ -36,6 +36,43 @@ from syncbus.publisher.spool import Spool
 
 log = logging.getLogger("syncbus.publisher")
 
+Acked = list[int]
+Failed = list[tuple[int, str, str]]  # spool id, error name, error text
+
+
+def _report_into(acked: Acked, failed: Failed, spool_id: int, err: KafkaError | None,
+                 msg: Message) -> None:
+    if err is None:
+        acked.append(spool_id)
+    else:
+        failed.append((spool_id, err.name(), err.str()))
+
+
+def _python_report(
+    acked: Acked, failed: Failed, spool_id: int
+) -> Callable[[KafkaError | None, Message], None]:
+    return partial(_report_into, acked, failed, spool_id)
+
+
+def _send_py(produce: Callable[..., None], topic: str, rows: list[Prepared], first_id: int,
+             acked: Acked, failed: Failed, stop_on: tuple[type[BaseException], ...]) -> int:
+    for i, (key, value, _, headers) in enumerate(rows):
+        try:
+            produce(topic, value, key, headers=headers,
+                    on_delivery=_python_report(acked, failed, first_id + i))
+        except stop_on:
+            return i
+    return len(rows)
+
+
+delivery_report: Callable[[Acked, Failed, int], Callable[[KafkaError | None, Message], None]]
+send: Callable[..., int]
+try:  # the same two in C, compiled from Cython at install time (setup.py)
+    from syncbus.publisher._rows import DeliveryReport as delivery_report
+    from syncbus.publisher._rows import send
+except ImportError:  # no C compiler where this was installed
+    delivery_report, send = _python_report, _send_py
+
 FEED_BATCH = 5000
 ACK_GATHER = 0.01  # seconds the pump lets delivery reports gather once they arrive
 
@@ -81,13 +118,14 @@ class Sender:
             "logger": logging.getLogger("syncbus.publisher.librdkafka"),
         }
         self._producer = Producer(self._config)
-        self._generation = 0
         self._fatal = False
         self._lock = threading.Lock()  # guards _sent_upto, _inflight, producing
         self._sent_upto = 0  # every spool id <= this has been handed to librdkafka
         self._inflight = 0
-        self._acked: list[int] = []  # spool ids, appended by delivery reports
-        self._failed: list[tuple[int, str, str]] = []
+        # filled by the delivery reports of the current producer; a replaced producer's
+        # reports go to the lists it was given, which nobody reads any more
+        self._acked: Acked = []
+        self._failed: Failed = []
         self._rewind_to: int | None = None
         self._rewind_at = 0.0
         self._settled = threading.Condition()
@@ -106,27 +144,11 @@ class Sender:
                 or self._inflight + len(rows) > self._window
             ):
                 return  # the pump sends it, in order, from the spool
-            topic = self._topic_of(resource)
-            produce, report, gen = self._producer.produce, self._report, self._generation
-            sent = first_id - 1
-            try:
-                for key, value, _, headers in rows:
-                    produce(topic, value, key, headers=headers,
-                            on_delivery=partial(report, gen, sent + 1))
-                    sent += 1
-            except (BufferError, KafkaException):
-                pass  # queue full, or e.g. an unknown topic: the pump sends the rest or retries
-            self._inflight += sent - (first_id - 1)
-            self._sent_upto = sent
-
-    def _report(self, generation: int, spool_id: int, err: KafkaError | None,
-                msg: Message) -> None:
-        if generation != self._generation:
-            return  # a report from a producer we replaced; its events are resent
-        if err is None:
-            self._acked.append(spool_id)
-        else:
-            self._failed.append((spool_id, err.name(), err.str()))
+            # stops at a full queue or e.g. an unknown topic: the pump sends the rest
+            sent = send(self._producer.produce, self._topic_of(resource), rows, first_id,
+                        self._acked, self._failed, (BufferError, KafkaException))
+            self._inflight += sent
+            self._sent_upto = first_id - 1 + sent
 
     def _on_error(self, err: KafkaError) -> None:
         if err.fatal():
@@ -163,10 +185,12 @@ class Sender:
             self._on_tick()
 
     def _settle(self) -> None:
-        acked, self._acked = self._acked, []
-        failed, self._failed = self._failed, []
+        # the reports are served by ``poll`` in this thread, so nothing appends meanwhile
+        acked, failed = self._acked[:], self._failed[:]
         if not acked and not failed:
             return
+        self._acked.clear()
+        self._failed.clear()
         if acked:
             now = time.time()
             latency, published = self._metrics.latency, self._metrics.published
@@ -203,13 +227,13 @@ class Sender:
             limit = min(room, FEED_BATCH)
             upto = self._spool.last_id  # read first: rows up to it are all in the query
             rows = self._spool.pending(self._sent_upto, limit)
-            gen, report = self._generation, self._report
+            acked, failed = self._acked, self._failed
             for row in rows:
                 try:
                     self._producer.produce(
                         self._topic_of(row.resource), row.value, row.key,
                         headers=make_headers(self._source, row.resource, row.value, row.meta),
-                        on_delivery=partial(report, gen, row.id),
+                        on_delivery=delivery_report(acked, failed, row.id),
                     )
                 except BufferError:
                     break
@@ -232,7 +256,7 @@ class Sender:
 
     def _replace_producer(self) -> None:
         with self._lock:
-            self._generation += 1
+            self._acked, self._failed = [], []  # the old producer's reports are not read
             old, self._producer = self._producer, Producer(self._config)
             old.purge()
             self._fatal = False

@@ -1,4 +1,5 @@
-"""Kill -9 a router under load, restart it: no entitled delivery is missing.
+"""Kill -9 a router under load, restart it: no entitled delivery is missing, and no
+delivery sequence number is given to two different events.
 
 Events are counted by id per subscriber; the expected receivers of every event come
 from the pure routing rules, so the test checks the process, not the rules again.
@@ -9,6 +10,7 @@ from __future__ import annotations
 import random
 import threading
 import time
+from collections import defaultdict
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -18,6 +20,7 @@ from syncbus.admin.apply import apply_bus
 from syncbus.connection import Connection
 from syncbus.core.catalog import load_bus
 from syncbus.core.policy import RoutingTable
+from syncbus.core.topics import H_DELIVERY_SEQUENCE, H_SOURCE_PARTITION
 from tests.router_helpers import REPO, RawWriter, RouterProcess, ShareReader, resident, wait_for
 
 pytestmark = pytest.mark.slow
@@ -87,6 +90,15 @@ def test_kill_minus_nine_under_load_loses_nothing(bus_kafka, tmp_path: Path) -> 
             time.sleep(2)
             gaps = missing()
         assert gaps == {}, f"events missing after kill -9 and restart: {gaps}"
+        for subscriber in expected:  # a number once delivered never names another event
+            named: dict[tuple[bytes, bytes], set[str]] = defaultdict(set)
+            for event in reader.events(subscriber, RES, 1.0):
+                headers = event["_headers"]
+                stream = headers[H_SOURCE_PARTITION], headers[H_DELIVERY_SEQUENCE]
+                named[stream].add(str(event["event_id"]))
+            assert len(named) >= len(expected[subscriber])
+            reused = {k: v for k, v in named.items() if len(v) > 1}
+            assert reused == {}, f"{subscriber}: sequence numbers reused after the restart"
         assert router.alive()
     finally:
         router.stop()

@@ -56,28 +56,36 @@ RESIDENT_SUBSCRIBERS = (
 
 
 class Table:
-    """The two things the handler uses of Faust's table: its data and its changelog."""
+    """The two things the handler uses of Faust's table: its data and its changelog,
+    whose records the "broker" confirms 50 ms after they are sent."""
 
     def __init__(self) -> None:
         self.data: dict[str, int] = {}
         self.changelog: list[tuple[int, str, int]] = []
+        self.confirmations: list[asyncio.Future[None]] = []
 
-    def send_changelog(self, partition: int, key: str, value: int) -> None:
+    def send_changelog(self, partition: int, key: str, value: int) -> asyncio.Future[None]:
         self.changelog.append((partition, key, value))
+        confirmed = asyncio.get_running_loop().create_future()
+        asyncio.get_running_loop().call_later(0.05, confirmed.set_result, None)
+        self.confirmations.append(confirmed)
+        return confirmed
 
 
 class WatchedSink(BatchSink):
     """The real sink, remembering each batch's Delivery and how many messages had
     been acked when the batch was written."""
 
-    def __init__(self, *args: Any, acked: list[Message], **kwargs: Any) -> None:
+    def __init__(self, *args: Any, acked: list[Message], table: Table, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.acked = acked
+        self.acked, self.table = acked, table
         self.deliveries: list[Delivery] = []
         self.acked_at_write: list[int] = []
+        self.changelog_at_write: list[int] = []  # a batch's records follow its write
 
     def write(self, output: BatchOutput) -> Delivery:
         self.acked_at_write.append(len(self.acked))
+        self.changelog_at_write.append(len(self.table.changelog))
         delivery = super().write(output)
         self.deliveries.append(delivery)
         return delivery
@@ -116,8 +124,8 @@ def test_batches_overlap_yet_ack_in_order_after_confirmation(kafka) -> None:  # 
     codec = Codec()
     policy = CompiledPolicy(bus, TokenSecrets(SECRETS), codec, ViewCache(), names, os.urandom(32))
     acked: list[Message] = []
-    sink = WatchedSink(conn, names.schemas, acked=acked)
     table = Table()
+    sink = WatchedSink(conn, names.schemas, acked=acked, table=table)
     handler = BatchHandler(
         RoutingEngine(policy, codec, names),
         sink,
@@ -144,11 +152,17 @@ def test_batches_overlap_yet_ack_in_order_after_confirmation(kafka) -> None:  # 
         batches.append(batch)
     batch_of = {id(m): n for n, batch in enumerate(batches) for m in batch}
     unconfirmed_at_ack: list[int] = []
+    unrecorded_at_ack: list[int] = []  # batches acked before their sequences were recorded
 
     def ack(message: Message) -> None:
-        delivery = sink.deliveries[batch_of[id(message)]]
+        n = batch_of[id(message)]
+        delivery = sink.deliveries[n]
         if delivery.pending or delivery.refused:
-            unconfirmed_at_ack.append(batch_of[id(message)])
+            unconfirmed_at_ack.append(n)
+        writes = [*sink.changelog_at_write, len(table.confirmations)]
+        records = table.confirmations[writes[n]:writes[n + 1]]
+        if not records or not all(r.done() for r in records):  # every batch sends some
+            unrecorded_at_ack.append(n)
         acked.append(message)
 
     async def route_all() -> None:
@@ -159,7 +173,7 @@ def test_batches_overlap_yet_ack_in_order_after_confirmation(kafka) -> None:  # 
 
     asyncio.run(asyncio.wait_for(route_all(), 120))
 
-    assert unconfirmed_at_ack == []
+    assert unconfirmed_at_ack == [] and unrecorded_at_ack == []
     assert acked == [m for batch in batches for m in batch]  # whole batches, in order
     # batch 1 was routed and written while batch 0 was unconfirmed: the pipeline overlaps;
     # and never more than two batches were unacked (the depth)

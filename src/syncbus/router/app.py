@@ -17,12 +17,17 @@ at once, before the failed batch (or any later one) is acked.
 Delivery sequences live in a changelogged Faust table keyed
 ``subscriber/resource/partition``; each key is written to the changelog partition
 of its raw partition, so the worker that owns a raw partition recovers exactly
-its sequences after a restart or rebalance. The table is written when a batch is
-confirmed, in batch order; the sequences of batches still in flight are kept
-beside it and consulted first, so the next batch continues their numbering, and
-dropped whenever nothing is in flight: a rebalance waits for every fetched
-message to be acked (``stream_wait_empty``), so the worker that gets a partition
-next numbers from the table alone. The live policy is followed by a timer.
+its sequences after a restart or rebalance. A batch's last sequences go to the
+changelog with its output, and the batch is acked only once the broker confirmed
+both: a number handed out is recorded before its offset can commit, so a router
+restarted after a crash never gives a delivered number to another event (it may
+skip numbers, which subscribers report as a gap: an alarm, never a hidden loss).
+The table's memory is written when a batch is confirmed, in batch order; the
+sequences of batches still in flight are kept beside it and consulted first, so
+the next batch continues their numbering, and dropped whenever nothing is in
+flight: a rebalance waits for every fetched message to be acked
+(``stream_wait_empty``), so the worker that gets a partition next numbers from
+the table alone. The live policy is followed by a timer.
 """
 
 from __future__ import annotations
@@ -97,6 +102,7 @@ def stop_unconfirmed(exc: BaseException) -> NoReturn:
 class _InFlight(NamedTuple):
     output: BatchOutput
     delivery: Delivery
+    changelog: list[asyncio.Future[Any]]
     messages: Sequence[Message]
     ack: Callable[[Message], Any]
     started: float
@@ -143,9 +149,11 @@ class BatchHandler:
         ]
         output = self.engine.process(batch, datetime.now(UTC), self._sequence_of)
         delivery = self.sink.write(output)
-        for key, (_partition, sequence) in output.sequences.items():
+        changelog = []
+        for key, (partition, sequence) in output.sequences.items():
             self._assigned[key] = sequence
-        self._in_flight.append(_InFlight(output, delivery, messages, ack, started))
+            changelog.append(self.table.send_changelog(partition, key, sequence))
+        self._in_flight.append(_InFlight(output, delivery, changelog, messages, ack, started))
         self.metrics.batches_in_flight.set(len(self._in_flight))
         if self._confirmer is None:
             self._confirmer = asyncio.ensure_future(self._confirm())
@@ -161,10 +169,14 @@ class BatchHandler:
         try:
             while self._in_flight:
                 await self._in_flight[0].delivery.confirmed()
+                for future in self._in_flight[0].changelog:
+                    await future  # raises if the broker refused the sequence record
                 self._finish()
         except asyncio.CancelledError:  # shutting down: confirm, ack in order, then stop
             while self._in_flight:
                 self._in_flight[0].delivery.confirmed_blocking()
+                if not all(f.done() and not f.exception() for f in self._in_flight[0].changelog):
+                    break  # its sequences may be unrecorded: leave it and later ones unacked
                 self._finish()
             raise
         except BaseException as exc:  # recorded at once: no later batch may be acked
@@ -175,7 +187,7 @@ class BatchHandler:
             self._confirmer = None
 
     def _finish(self) -> None:
-        output, _delivery, messages, ack, started = self._in_flight[0]
+        output, _delivery, _changelog, messages, ack, started = self._in_flight[0]
         self._done(output, messages, ack)
         self._in_flight.popleft()
         if not self._in_flight:
@@ -192,9 +204,8 @@ class BatchHandler:
         self._fail(cast(BaseException, self._failure))
 
     def _done(self, output: BatchOutput, messages: Sequence[Message], ack: Any) -> None:
-        for key, (partition, sequence) in output.sequences.items():
-            self.table.data[key] = sequence
-            self.table.send_changelog(partition, key, sequence)
+        for key, (_partition, sequence) in output.sequences.items():
+            self.table.data[key] = sequence  # its changelog record is confirmed already
         for message in messages:
             ack(message)
 

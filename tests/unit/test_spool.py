@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from pathlib import Path
 
 import pytest
@@ -133,3 +134,46 @@ def test_a_spool_of_the_per_event_format_is_taken_over(tmp_path: Path) -> None:
         (3, "a.b", "m3"), (4, "a.b", "m4"), (5, "a.b", "m5"), (7, "c.d", "m7"), (8, "c.d", "m8")]
     assert spool.append("a.b", rows(1), last_seq=10, now=2.0) == 9
     spool.close()
+
+
+@pytest.fixture(params=["c", "python"])
+def marking(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """``Spool.acknowledge`` with the C loop (``_rows.mark_acked``) or its Python one."""
+    from syncbus.publisher import _rows, spool
+
+    if request.param == "python":
+        monkeypatch.setattr(spool, "mark_acked", spool._mark_acked)
+    else:
+        assert spool.mark_acked is _rows.mark_acked, "_rows is not built: run `make venv`"
+    return str(request.param)
+
+
+def test_acks_in_any_order_and_repeated_leave_exactly_the_rest(
+    tmp_path: Path, marking: str
+) -> None:
+    spool = Spool(tmp_path / "s.db")
+    for size in (7, 13, 1, 20):
+        spool.append("r", [(b"k", b"v%d" % i, "m") for i in range(size)], 1, 0.0)
+    rng = random.Random(marking)
+    ids = list(range(1, spool.last_id + 1))
+    acked = [*rng.sample(ids, 25), 0, 99, 5, 5]  # unknown ids and repeats are ignored
+    rng.shuffle(acked)
+    assert spool.remove(acked) == len({i for i in acked if 1 <= i <= spool.last_id})
+    left = [e.id for e in spool.pending(0, 100)]
+    assert left == sorted(set(ids) - set(acked)) and spool.depth == len(left)
+    assert spool.remove(ids) == len(left) and spool.pending(0, 100) == []
+    assert spool.depth == 0
+
+
+def test_the_c_and_python_marking_loops_agree() -> None:
+    from syncbus.publisher import _rows, spool
+
+    rng = random.Random(3)
+    for _ in range(200):
+        bits = bytearray(rng.randbytes(4))
+        ids = [rng.randrange(90, 140) for _ in range(rng.randrange(0, 12))]
+        start = rng.randrange(0, len(ids) + 1)
+        mine, theirs = bytearray(bits), bytearray(bits)
+        assert _rows.mark_acked(mine, 100, 132, ids, start) == spool._mark_acked(
+            theirs, 100, 132, ids, start)
+        assert mine == theirs

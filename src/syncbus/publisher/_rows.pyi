@@ -44,3 +44,7 @@ def send(
     failed: list[tuple[int, str, str]],
     stop_on: tuple[type[BaseException], ...],
 ) -> int: ...
+
+def mark_acked(
+    bits: bytearray, first: int, end: int, ids: list[int], start: int
+) -> tuple[int, int]: ...

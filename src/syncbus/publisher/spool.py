@@ -33,7 +33,7 @@ import os
 import pickle
 import sqlite3
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, Literal, NamedTuple
 
@@ -85,19 +85,33 @@ class _Batch:
         self.acked = bytearray(acked) if acked else bytearray((count + 7) // 8)
         self.left = count - sum(bin(b).count("1") for b in self.acked)
 
-    def ack(self, spool_id: int) -> bool:
-        """Mark one event acknowledged; False when it already was."""
-        i = spool_id - self.first
-        byte, bit = i >> 3, 1 << (i & 7)
-        if self.acked[byte] & bit:
-            return False
-        self.acked[byte] |= bit
-        self.left -= 1
-        return True
-
     def is_acked(self, spool_id: int) -> bool:
         i = spool_id - self.first
         return bool(self.acked[i >> 3] & (1 << (i & 7)))
+
+
+def _mark_acked(
+    bits: bytearray, first: int, end: int, ids: list[int], start: int
+) -> tuple[int, int]:
+    """Set bit ``id - first`` for ``ids[start:]`` while they fall in ``[first, end)``:
+    (bits newly set, index of the first id outside). ``_rows.mark_acked`` in C."""
+    count = 0
+    for i in range(start, len(ids)):
+        offset = ids[i] - first
+        if not 0 <= offset < end - first:
+            return count, i
+        byte, bit = offset >> 3, 1 << (offset & 7)
+        if not bits[byte] & bit:
+            bits[byte] |= bit
+            count += 1
+    return count, len(ids)
+
+
+mark_acked: Callable[[bytearray, int, int, list[int], int], tuple[int, int]]
+try:  # the same loop in C, compiled from Cython at install time (setup.py)
+    from syncbus.publisher._rows import mark_acked
+except ImportError:  # no C compiler where this was installed
+    mark_acked = _mark_acked
 
 
 class Spool:
@@ -260,23 +274,20 @@ class Spool:
     def acknowledge(self, ids: Iterable[int]) -> list[tuple[float, str, int]]:
         """``remove``, telling per batch touched its (accepted_at, resource, events removed):
         what the sender needs for its metrics, so delivery reports carry only the id."""
+        ids = ids if isinstance(ids, list) else list(ids)
         with self._lock:
             touched: dict[int, list[Any]] = {}
             firsts, batches = self._firsts, self._batches
-            batch: _Batch | None = None
-            end = 0
-            tally: list[Any] = []
-            for spool_id in ids:  # consecutive ids mostly share a batch: bisect on a change
-                if batch is None or not batch.first <= spool_id < end:
-                    index = bisect.bisect_right(firsts, spool_id) - 1
-                    batch = batches[index] if index >= 0 else None
-                    if batch is None or spool_id >= batch.first + batch.count:
-                        batch = None
-                        continue
-                    end = batch.first + batch.count
-                    tally = touched.setdefault(batch.first, [batch, 0])
-                if batch.ack(spool_id):
-                    tally[1] += 1
+            i, n = 0, len(ids)
+            while i < n:  # consecutive ids mostly share a batch: one call per run of them
+                index = bisect.bisect_right(firsts, ids[i]) - 1
+                batch = batches[index] if index >= 0 else None
+                if batch is None or ids[i] >= batch.first + batch.count:
+                    i += 1  # acknowledged and forgotten before: nothing to do
+                    continue
+                new, i = mark_acked(batch.acked, batch.first, batch.first + batch.count, ids, i)
+                batch.left -= new
+                touched.setdefault(batch.first, [batch, 0])[1] += new
             done = [(b, n) for b, n in touched.values() if n]
             if not done:
                 return []

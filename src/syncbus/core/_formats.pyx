@@ -27,14 +27,20 @@ for _i in range(31):
 cdef str _RIC_CHECK = "0123456789X"
 
 
+cdef inline str _eighteen(v):
+    """``v`` if it is an exact ``str`` of 18 characters (both codes' length), else None."""
+    if PyUnicode_CheckExact(v) and len(<str>v) == 18:
+        return <str>v
+    return None
+
+
 def uscc_ok(v) -> bool:
     """GB 32100 check digit of an 18-character canonical USCC (``validation._uscc_ok``)."""
     cdef Py_UCS4 c
     cdef int p, d, total = 0, weight = 1
-    cdef str s
-    if not PyUnicode_CheckExact(v) or len(<str>v) != 18:
+    cdef str s = _eighteen(v)
+    if s is None:
         return False
-    s = <str>v
     for p in range(17):
         c = s[p]
         if c >= 128:
@@ -70,10 +76,9 @@ cdef class CitizenIdCheck:
         cdef Py_UCS4 c
         cdef int p, d, acc = 0, region = 0, y = 0, m = 0, day = 0, last
         cdef long long place
-        cdef str s
-        if not PyUnicode_CheckExact(v) or len(<str>v) != 18:
+        cdef str s = _eighteen(v)
+        if s is None:
             return False
-        s = <str>v
         for p in range(17):
             c = s[p]
             if c < 48 or c > 57:

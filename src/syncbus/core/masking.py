@@ -106,21 +106,33 @@ def token(secret: bytes, value: Any) -> str:
     return hmac.new(secret, _token_text(value), hashlib.sha256).hexdigest()[:TOKEN_LENGTH]
 
 
-class Tokeniser:
-    """``token`` bound to one secret: the keyed hash state is computed once, and each
-    text is hashed once until ``forget``.
+_BLOCK = 64  # SHA-256's block size, which HMAC pads the key to
+_IPAD = bytes(x ^ 0x36 for x in range(256))
+_OPAD = bytes(x ^ 0x5C for x in range(256))
 
-    ``hmac.new`` derives the inner and outer padded keys on every call; copying a
-    keyed object skips that. The router tokenises a key per delivery, often the
-    same value as a tokenised field of the record, and an entity changed twice in
-    a batch has the same key twice, so tokens are remembered, and forgotten per
-    batch so memory holds one batch's values, not a stream's.
+
+class Tokeniser:
+    """``token`` bound to one secret: the keyed hash states are computed once, and
+    each text is hashed once until ``forget``.
+
+    HMAC (RFC 2104) is SHA-256 over the padded key then the text, and SHA-256 over
+    the other padded key then that digest. ``hmac.new`` pads the key on every call,
+    and even copying a keyed ``hmac`` object costs Python frames; here the two
+    hash states after the padded keys are kept, and a token is two copies, two
+    updates and two digests (3.5 -> 2.3 us; tests compare it with ``hmac``). The
+    router tokenises a key per delivery, often the same value as a tokenised field
+    of the record, and an entity changed twice in a batch has the same key twice,
+    so tokens are remembered, and forgotten per batch so memory holds one batch's
+    values, not a stream's.
     """
 
-    __slots__ = ("_keyed", "_tokens")
+    __slots__ = ("_inner", "_outer", "_tokens")
 
     def __init__(self, secret: bytes) -> None:
-        self._keyed = hmac.new(secret, digestmod=hashlib.sha256)
+        key = hashlib.sha256(secret).digest() if len(secret) > _BLOCK else secret
+        key = key.ljust(_BLOCK, b"\0")
+        self._inner = hashlib.sha256(key.translate(_IPAD))
+        self._outer = hashlib.sha256(key.translate(_OPAD))
         self._tokens: dict[str, str] = {}
 
     def __call__(self, value: Any) -> str:
@@ -132,9 +144,11 @@ class Tokeniser:
         return self._hash(value)
 
     def _hash(self, value: Any) -> str:
-        mac = self._keyed.copy()
-        mac.update(_token_text(value))
-        return mac.hexdigest()[:TOKEN_LENGTH]
+        inner = self._inner.copy()
+        inner.update(_token_text(value))
+        outer = self._outer.copy()
+        outer.update(inner.digest())
+        return outer.hexdigest()[:TOKEN_LENGTH]
 
     def forget(self) -> None:
         self._tokens.clear()

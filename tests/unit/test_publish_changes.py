@@ -180,3 +180,14 @@ def test_the_c_loop_and_the_python_path_prepare_the_same_rows(
         with pytest.raises(ChangeRejected) as exc:
             writer.prepare(batch, 1, ids, 1_800_000_000_000_000)
         assert exc.value.index == 1 and paths(exc) == ["after.id_number"]
+
+
+def test_event_ids_are_numbered_alike_in_c_and_python() -> None:
+    from syncbus.publisher import _rows, changes
+
+    assert changes.numbered is _rows.numbered, "_rows is not built: run `make venv`"
+    prefix = new_event_ids(1)[0][:25]
+    for n in (0, 1, 17, 70_000):  # past 0xffff: every digit position moves
+        assert _rows.numbered(prefix, n) == changes._numbered(prefix, n)
+    with pytest.raises(ValueError, match="ASCII"):
+        _rows.numbered("é", 1)

@@ -26,7 +26,12 @@ from cpython.unicode cimport PyUnicode_AsUTF8String
 
 cimport cython
 
+from libc.string cimport memcpy
+
 cdef extern from "Python.h":
+    object PyUnicode_New(Py_ssize_t size, Py_UCS4 maxchar)
+    void* PyUnicode_DATA(object o)
+    const char* PyUnicode_AsUTF8AndSize(object o, Py_ssize_t* size) except NULL
     void PyObject_GC_UnTrack(object o)
     bint PyDict_CheckExact(object o)
     bint PyLong_CheckExact(object o)
@@ -186,3 +191,26 @@ def mark_acked(bytearray bits, long long first, long long end, list ids, Py_ssiz
             data[offset >> 3] |= mask
             count += 1
     return count, n
+
+
+def numbered(str prefix, Py_ssize_t n):
+    """``prefix`` followed by 0, 1, ... ``n - 1`` as 11 lowercase hex digits: the loop
+    of ``changes.new_event_ids``, one string allocation an id instead of four."""
+    cdef Py_ssize_t i, j, size
+    cdef unsigned long long counter
+    cdef char* data
+    cdef const char* head
+    if not prefix.isascii():
+        raise ValueError("an event id prefix is ASCII")
+    head = PyUnicode_AsUTF8AndSize(prefix, &size)
+    cdef list out = []
+    for i in range(n):
+        text = PyUnicode_New(size + 11, 127)
+        data = <char*>PyUnicode_DATA(text)
+        memcpy(data, head, size)
+        counter = i
+        for j in range(size + 10, size - 1, -1):
+            data[j] = b"0123456789abcdef"[counter & 15]
+            counter >>= 4
+        out.append(text)
+    return out

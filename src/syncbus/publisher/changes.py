@@ -29,10 +29,11 @@ from syncbus.core.validation import compile_validator, fast_format_check, from_j
 from syncbus.publisher.errors import ChangeRejected, NotPermitted, UnknownResource
 
 NewStateWriter: Any
+numbered: Callable[[str, int], list[str]] | None
 try:  # C compiled from Cython at install time (setup.py)
-    from syncbus.publisher._rows import NewStateWriter
+    from syncbus.publisher._rows import NewStateWriter, numbered
 except ImportError:  # no C compiler where this was installed: the Python path does it all
-    NewStateWriter = None
+    NewStateWriter = numbered = None
 
 DATA_OPS = ("CREATE", "UPDATE", "DELETE", "SNAPSHOT")
 _NEW_STATE = frozenset({"CREATE", "SNAPSHOT"})  # ops carrying only ``after``
@@ -76,6 +77,12 @@ def new_event_ids(n: int) -> list[str]:
     (two batches share one with probability 2**-78)."""
     r = os.urandom(10).hex()
     prefix = f"{r[0:8]}-{r[8:12]}-4{r[12:15]}-{_VARIANT[r[15]]}{r[16:19]}-{r[19]}"
+    if numbered is not None:  # the same loop in C
+        return numbered(prefix, n)
+    return _numbered(prefix, n)
+
+
+def _numbered(prefix: str, n: int) -> list[str]:
     return [prefix + hex(_COUNTER_BASE + i)[3:] for i in range(n)]  # "0x1" + 11 digits
 
 

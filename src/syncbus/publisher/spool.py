@@ -83,7 +83,7 @@ class _Batch:
         self.first, self.count, self.resource, self.accepted_at = (
             first, count, resource, accepted_at)
         self.acked = bytearray(acked) if acked else bytearray((count + 7) // 8)
-        self.left = count - sum(bin(b).count("1") for b in self.acked)
+        self.left = count - sum(bin(b).count("1") for b in acked) if acked else count
 
     def is_acked(self, spool_id: int) -> bool:
         i = spool_id - self.first

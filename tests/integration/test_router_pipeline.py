@@ -57,14 +57,20 @@ RESIDENT_SUBSCRIBERS = (
 
 class Table:
     """The two things the handler uses of Faust's table: its data and its changelog,
-    whose records the "broker" confirms 50 ms after they are sent."""
+    whose records the "broker" confirms 50 ms after they are sent. The first record
+    after a write marks a batch routed: how many messages were acked by then."""
 
-    def __init__(self) -> None:
+    def __init__(self, acked: list[Message]) -> None:
         self.data: dict[str, int] = {}
         self.changelog: list[tuple[int, str, int]] = []
         self.confirmations: list[asyncio.Future[None]] = []
+        self.acked, self.acked_at_routing = acked, [len(acked)]
+        self.routed = True
 
     def send_changelog(self, partition: int, key: str, value: int) -> asyncio.Future[None]:
+        if not self.routed:
+            self.acked_at_routing.append(len(self.acked))
+            self.routed = True
         self.changelog.append((partition, key, value))
         confirmed = asyncio.get_running_loop().create_future()
         asyncio.get_running_loop().call_later(0.05, confirmed.set_result, None)
@@ -73,19 +79,24 @@ class Table:
 
 
 class WatchedSink(BatchSink):
-    """The real sink, remembering each batch's Delivery and how many messages had
-    been acked when the batch was written."""
+    """The real sink, remembering each batch's Delivery and whether its sequence
+    records were confirmed before it was written."""
 
-    def __init__(self, *args: Any, acked: list[Message], table: Table, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, table: Table, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.acked, self.table = acked, table
+        self.table = table
         self.deliveries: list[Delivery] = []
-        self.acked_at_write: list[int] = []
-        self.changelog_at_write: list[int] = []  # a batch's records follow its write
+        self.recorded_at_write: list[bool] = []
+        self.records_before = 0  # sequence records sent before the last write
 
     def write(self, output: BatchOutput) -> Delivery:
-        self.acked_at_write.append(len(self.acked))
-        self.changelog_at_write.append(len(self.table.changelog))
+        # the batch's sequence records were sent (a batch always numbers something) and
+        # confirmed before any of its deliveries is written
+        sent = len(self.table.confirmations)
+        self.recorded_at_write.append(
+            sent > self.records_before and all(r.done() for r in self.table.confirmations))
+        self.records_before = sent
+        self.table.routed = False
         delivery = super().write(output)
         self.deliveries.append(delivery)
         return delivery
@@ -124,8 +135,8 @@ def test_batches_overlap_yet_ack_in_order_after_confirmation(kafka) -> None:  # 
     codec = Codec()
     policy = CompiledPolicy(bus, TokenSecrets(SECRETS), codec, ViewCache(), names, os.urandom(32))
     acked: list[Message] = []
-    table = Table()
-    sink = WatchedSink(conn, names.schemas, acked=acked, table=table)
+    table = Table(acked)
+    sink = WatchedSink(conn, names.schemas, table=table)
     handler = BatchHandler(
         RoutingEngine(policy, codec, names),
         sink,
@@ -152,17 +163,12 @@ def test_batches_overlap_yet_ack_in_order_after_confirmation(kafka) -> None:  # 
         batches.append(batch)
     batch_of = {id(m): n for n, batch in enumerate(batches) for m in batch}
     unconfirmed_at_ack: list[int] = []
-    unrecorded_at_ack: list[int] = []  # batches acked before their sequences were recorded
 
     def ack(message: Message) -> None:
         n = batch_of[id(message)]
         delivery = sink.deliveries[n]
         if delivery.pending or delivery.refused:
             unconfirmed_at_ack.append(n)
-        writes = [*sink.changelog_at_write, len(table.confirmations)]
-        records = table.confirmations[writes[n]:writes[n + 1]]
-        if not records or not all(r.done() for r in records):  # every batch sends some
-            unrecorded_at_ack.append(n)
         acked.append(message)
 
     async def route_all() -> None:
@@ -173,12 +179,13 @@ def test_batches_overlap_yet_ack_in_order_after_confirmation(kafka) -> None:  # 
 
     asyncio.run(asyncio.wait_for(route_all(), 120))
 
-    assert unconfirmed_at_ack == [] and unrecorded_at_ack == []
+    assert unconfirmed_at_ack == []
+    assert sink.recorded_at_write == [True] * len(batches)  # numbers written ahead
     assert acked == [m for batch in batches for m in batch]  # whole batches, in order
-    # batch 1 was routed and written while batch 0 was unconfirmed: the pipeline overlaps;
-    # and never more than two batches were unacked (the depth)
-    assert sink.acked_at_write[:2] == [0, 0]
-    for n, acked_then in enumerate(sink.acked_at_write[1:], start=1):
+    # batch 1 was routed while batch 0 was unconfirmed: the pipeline overlaps; and never
+    # more than two batches were unacked (the depth)
+    assert table.acked_at_routing[:2] == [0, 0] and len(table.acked_at_routing) == 8
+    for n, acked_then in enumerate(table.acked_at_routing[1:], start=1):
         assert 36 * (n - 1) <= acked_then <= 36 * n
     assert table.changelog  # the loops below check something
     for _partition, key, value in table.changelog:

@@ -17,12 +17,14 @@ at once, before the failed batch (or any later one) is acked.
 Delivery sequences live in a changelogged Faust table keyed
 ``subscriber/resource/partition``; each key is written to the changelog partition
 of its raw partition, so the worker that owns a raw partition recovers exactly
-its sequences after a restart or rebalance. A batch's last sequences go to the
-changelog with its output, and the batch is acked only once the broker confirmed
-both: a number handed out is recorded before its offset can commit, so a router
-restarted after a crash never gives a delivered number to another event (it may
-skip numbers, which subscribers report as a gap: an alarm, never a hidden loss).
-The table's memory is written when a batch is confirmed, in batch order; the
+its sequences after a restart or rebalance. A batch's last sequences are written
+ahead: its deliveries are produced only once the broker confirmed them in the
+changelog, so whatever number a subscriber has seen, a restarted router starts
+above it, even when it routes again events whose offsets had not committed (it
+numbers them anew; subscribers drop them by event id). A crash may leave numbers
+recorded and never delivered, which subscribers report as a gap: an alarm after a
+crash, never a hidden loss or a number naming two events (the kill -9 test checks
+it). The table's memory is written when a batch is confirmed, in batch order; the
 sequences of batches still in flight are kept beside it and consulted first, so
 the next batch continues their numbering, and dropped whenever nothing is in
 flight: a rebalance waits for every fetched message to be acked
@@ -102,7 +104,6 @@ def stop_unconfirmed(exc: BaseException) -> NoReturn:
 class _InFlight(NamedTuple):
     output: BatchOutput
     delivery: Delivery
-    changelog: list[asyncio.Future[Any]]
     messages: Sequence[Message]
     ack: Callable[[Message], Any]
     started: float
@@ -130,6 +131,7 @@ class BatchHandler:
         self.depth, self._fail = depth, fail
         self._in_flight: deque[_InFlight] = deque()
         self._assigned: dict[str, int] = {}  # sequences of batches in flight: newer than the table
+        self._recording = False  # a routed batch awaits its sequence records, not yet in flight
         self._room = asyncio.Event()
         self._confirmer: asyncio.Task[None] | None = None
         self._failure: BaseException | None = None
@@ -148,12 +150,18 @@ class BatchHandler:
             for m in messages
         ]
         output = self.engine.process(batch, datetime.now(UTC), self._sequence_of)
-        delivery = self.sink.write(output)
-        changelog = []
+        recorded = []
         for key, (partition, sequence) in output.sequences.items():
             self._assigned[key] = sequence
-            changelog.append(self.table.send_changelog(partition, key, sequence))
-        self._in_flight.append(_InFlight(output, delivery, changelog, messages, ack, started))
+            recorded.append(self.table.send_changelog(partition, key, sequence))
+        self._recording = True  # meanwhile a confirmed batch must not drop these numbers
+        try:
+            for future in recorded:  # written ahead: no delivery carries an unrecorded number
+                await future  # raises if the broker refused a record: nothing of it is written
+        finally:
+            self._recording = False
+        delivery = self.sink.write(output)
+        self._in_flight.append(_InFlight(output, delivery, messages, ack, started))
         self.metrics.batches_in_flight.set(len(self._in_flight))
         if self._confirmer is None:
             self._confirmer = asyncio.ensure_future(self._confirm())
@@ -169,14 +177,10 @@ class BatchHandler:
         try:
             while self._in_flight:
                 await self._in_flight[0].delivery.confirmed()
-                for future in self._in_flight[0].changelog:
-                    await future  # raises if the broker refused the sequence record
                 self._finish()
         except asyncio.CancelledError:  # shutting down: confirm, ack in order, then stop
             while self._in_flight:
                 self._in_flight[0].delivery.confirmed_blocking()
-                if not all(f.done() and not f.exception() for f in self._in_flight[0].changelog):
-                    break  # its sequences may be unrecorded: leave it and later ones unacked
                 self._finish()
             raise
         except BaseException as exc:  # recorded at once: no later batch may be acked
@@ -187,10 +191,10 @@ class BatchHandler:
             self._confirmer = None
 
     def _finish(self) -> None:
-        output, _delivery, _changelog, messages, ack, started = self._in_flight[0]
+        output, _delivery, messages, ack, started = self._in_flight[0]
         self._done(output, messages, ack)
         self._in_flight.popleft()
-        if not self._in_flight:
+        if not self._in_flight and not self._recording:
             self._assigned.clear()  # the table holds them all now
         self._room.set()
         self.metrics.batches_in_flight.set(len(self._in_flight))
@@ -205,7 +209,7 @@ class BatchHandler:
 
     def _done(self, output: BatchOutput, messages: Sequence[Message], ack: Any) -> None:
         for key, (_partition, sequence) in output.sequences.items():
-            self.table.data[key] = sequence  # its changelog record is confirmed already
+            self.table.data[key] = sequence  # its changelog record was written ahead
         for message in messages:
             ack(message)
 

@@ -170,6 +170,8 @@ def test_the_c_loop_and_the_python_path_prepare_the_same_rows(
         prepared.append((rows, accepted, [e.index for e in errors]))
     assert prepared[0] == prepared[1]
     rows, accepted, rejected = prepared[0]
+    assert fast.prepare(tuple(batch), 7, tuple(ids), 1_800_000_000_000_000,
+                        lambda exc: None) == (rows, accepted)  # any sequences will do
     assert rejected == [1, 5, 7] and accepted == ids[:7] and len(rows) == 7
     codec = Codec([bus.schemas.event_schema("population.resident")])
     sequences = [codec.decode(value)[0]["sequence"] for _, value, _, _ in rows]

@@ -260,6 +260,7 @@ class ResourceWriter:
         state is checked and encoded here, where a bad one is rejected with its reasons.
         """
         changes = changes if isinstance(changes, list) else list(changes)
+        event_ids = event_ids if isinstance(event_ids, list) else list(event_ids)
         native = self._new_states
         rows: list[Prepared] = []
         accepted: list[str] = []

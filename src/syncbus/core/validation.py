@@ -30,6 +30,7 @@ import json
 from collections.abc import Callable, Mapping
 from decimal import Decimal
 from functools import lru_cache
+from types import ModuleType
 from typing import Any
 
 from stdnum.cn import ric, uscc
@@ -106,16 +107,18 @@ def _uscc_ok(v: str) -> bool:
 
 _region_ok = lru_cache(maxsize=8192)(is_valid_region)
 
-_FAST_FORMATS: dict[str, Callable[[str], bool]] = {
-    "citizen_id": _citizen_id_ok, "uscc": _uscc_ok, "region_code": _region_ok,
-}
+_native_formats: ModuleType | None
 try:  # the same two checks in C, compiled from Cython at install time (setup.py)
-    from syncbus.core import _formats
-
-    _FAST_FORMATS["citizen_id"] = _formats.CitizenIdCheck(_birth_place_ok)
-    _FAST_FORMATS["uscc"] = _formats.uscc_ok
+    from syncbus.core import _formats as _native_formats
 except ImportError:  # no C compiler where this was installed: the Python versions above
-    pass
+    _native_formats = None
+
+_FAST_FORMATS: dict[str, Callable[[str], bool]] = {
+    "citizen_id": (_native_formats.CitizenIdCheck(_birth_place_ok) if _native_formats
+                   else _citizen_id_ok),
+    "uscc": _native_formats.uscc_ok if _native_formats else _uscc_ok,
+    "region_code": _region_ok,
+}
 
 
 def fast_format_check(field: Mapping[str, Any]) -> Callable[[str], bool] | None:

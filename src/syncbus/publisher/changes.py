@@ -92,26 +92,40 @@ _COUNTER_BASE = 1 << 44  # hex(): "0x1" then the counter as exactly 11 hex digit
 _VARIANT = {c: "89ab"[int(c, 16) & 3] for c in "0123456789abcdef"}
 
 
-_META_HEADERS = (
-    t.H_EVENT_ID, t.H_OP, t.H_REGION, t.H_OLD_REGION, t.H_SEQUENCE, t.H_OCCURRED_AT,
-    t.H_PUBLISHED_AT,
-)
 Headers = list[tuple[str, str | bytes | None]]
 Prepared = tuple[bytes, bytes, str, Headers]  # key, value, spooled meta, headers
 
 
-def headers_of(source: str, resource: str, fingerprint_hex: str, parts: Sequence[str]) -> Headers:
-    """The wire headers from the per-event ``parts`` (see ``_META_HEADERS``); an empty
-    region or old region is left out. confluent-kafka encodes str values as UTF-8."""
-    headers: Headers = [(t.H_SOURCE, source), (t.H_RESOURCE, resource)]
-    headers += [(name, part) for name, part in zip(_META_HEADERS, parts, strict=True) if part]
-    headers.append((t.H_FINGERPRINT, fingerprint_hex))
+Header = tuple[str, str]
+_OP_HEADERS = {op: (t.H_OP, op) for op in (*DATA_OPS, "HEARTBEAT")}
+
+
+def headers_of(fixed: tuple[Header, Header], fingerprint: Header, parts: Sequence[str]) -> Headers:
+    """The wire headers: ``fixed`` (source, resource), then those of the per-event
+    ``parts`` (event id, op, region, old region, sequence, occurred at, published at;
+    an empty region or old region is left out), then ``fingerprint``. Shared tuples
+    are reused: a Python row makes as few objects as it can for the collector to walk.
+    confluent-kafka encodes str values as UTF-8. (The C loop of ``_rows`` writes the
+    same for a new state: a region, no old one.)"""
+    event_id, op, region, old, sequence, occurred, published = parts
+    headers: Headers = [*fixed, (t.H_EVENT_ID, event_id), _OP_HEADERS[op]]
+    if region:
+        headers.append((t.H_REGION, region))
+    if old:
+        headers.append((t.H_OLD_REGION, old))
+    headers += [(t.H_SEQUENCE, sequence), (t.H_OCCURRED_AT, occurred),
+                (t.H_PUBLISHED_AT, published), fingerprint]
     return headers
+
+
+def fixed_headers(source: str, resource: str) -> tuple[Header, Header]:
+    return (t.H_SOURCE, source), (t.H_RESOURCE, resource)
 
 
 def make_headers(source: str, resource: str, value: bytes, meta: str) -> Headers:
     """The headers of a spooled event, as its first send had them."""
-    return headers_of(source, resource, value[2:10].hex(), meta.split(_SEP))
+    return headers_of(fixed_headers(source, resource), (t.H_FINGERPRINT, value[2:10].hex()),
+                      meta.split(_SEP))
 
 
 def resolve(bus: Bus, department: str, resource_id: str) -> Resource:
@@ -148,10 +162,9 @@ class ResourceWriter:
         self.source = department
         self._validator = compile_validator(self.domain)
         self._valid = self._validator.valid
-        self._h_fixed = ((t.H_SOURCE, department), (t.H_RESOURCE, self.resource.id))
-        self._h_fp = (t.H_FINGERPRINT, self._fp_hex)
-        self._h_op = {op: (t.H_OP, op) for op in (*DATA_OPS, "HEARTBEAT")}
         self._key, self._region = self.resource.key_field, self.resource.region_field
+        self._h_fixed = fixed_headers(department, self.resource.id)
+        self._h_fp = (t.H_FINGERPRINT, self._fp_hex)
         self._new_states = self._native_writer() if native else None
 
     def _native_writer(self) -> Any:
@@ -162,9 +175,9 @@ class ResourceWriter:
         encode = self._codec.checked_encoder(self.fingerprint, fast_format_check)
         if encode is None:
             return None
-        return NewStateWriter(
+        return NewStateWriter(  # the layout of ``headers_of`` for a region and no old one
             encode, Change, self.source, self.resource.id, self._key, self._region,
-            {op: self._h_op[op] for op in _NEW_STATE}, self._h_fixed, self._h_fp,
+            {op: _OP_HEADERS[op] for op in _NEW_STATE}, self._h_fixed, self._h_fp,
             (t.H_EVENT_ID, t.H_REGION, t.H_SEQUENCE, t.H_OCCURRED_AT, t.H_PUBLISHED_AT), _SEP,
         )
 
@@ -308,13 +321,12 @@ class ResourceWriter:
     ) -> tuple[list[Prepared], list[str]]:
         """Rows and event ids of checked changes numbered from ``first_seq``, gap-free:
         a change the encoder refuses gets no number and goes to ``on_reject`` (raised
-        without it). What a batch shares (source, resource, publish time) is built once."""
+        without it)."""
         rows: list[Prepared] = []
         accepted: list[str] = []
-        encode, fp, resource = self._codec.encode, self.fingerprint, self.resource.id
-        source, h_fixed, h_fp, h_op = self.source, self._h_fixed, self._h_fp, self._h_op
+        encode, fp, resource, source = self._codec.encode, self.fingerprint, self.resource.id, \
+            self.source
         published_s = str(published)
-        h_published = (t.H_PUBLISHED_AT, published_s)
         seq = first_seq
         for (index, change, key, region, old), event_id in zip(checked, event_ids, strict=False):
             op, occurred = change.op, change.occurred_at
@@ -333,24 +345,20 @@ class ResourceWriter:
                     raise rejected from exc
                 on_reject(rejected)
                 continue
-            seq_s = str(seq)
             occurred_s = published_s if occurred is None else str(occurred)
-            if not region or old:  # rare: the general layout leaves empty parts out
-                parts = (event_id, op, region, old, seq_s, occurred_s, published_s)
-                headers = self._headers(parts)
-            else:
-                headers = [*h_fixed, (t.H_EVENT_ID, event_id), h_op[op], (t.H_REGION, region),
-                           (t.H_SEQUENCE, seq_s), (t.H_OCCURRED_AT, occurred_s), h_published,
-                           h_fp]
-            meta = f"{event_id}{_SEP}{op}{_SEP}{region}{_SEP}{old}{_SEP}{seq_s}{_SEP}" \
-                   f"{occurred_s}{_SEP}{published_s}"
-            rows.append((key.encode(), value, meta, headers))
+            rows.append(self._row(key, value, (event_id, op, region, old, str(seq), occurred_s,
+                                               published_s)))
             accepted.append(event_id)
             seq += 1
         return rows, accepted
 
+    def _row(self, key: str, value: bytes, parts: Sequence[str]) -> Prepared:
+        """Key, value, spooled meta and wire headers from the per-event ``parts`` (see
+        ``headers_of``); the C loop of ``_rows`` builds the same for new states."""
+        return key.encode(), value, _SEP.join(parts), self._headers(parts)
+
     def _headers(self, parts: Sequence[str]) -> Headers:
-        return headers_of(self.source, self.resource.id, self._fp_hex, parts)
+        return headers_of(self._h_fixed, self._h_fp, parts)
 
     def heartbeat(self, seq: int, event_id: str, published: int, region: str) -> Prepared:
         """A HEARTBEAT: key = resource id, no record; says "alive, no changes". Its region
@@ -362,4 +370,4 @@ class ResourceWriter:
         }
         value = self._codec.encode(self.fingerprint, event)
         parts = (event_id, "HEARTBEAT", region, "", str(seq), str(published), str(published))
-        return self.resource.id.encode(), value, _SEP.join(parts), self._headers(parts)
+        return self._row(self.resource.id, value, parts)

@@ -26,8 +26,8 @@ recorded and never delivered, which subscribers report as a gap: an alarm after 
 crash, never a hidden loss or a number naming two events (the kill -9 test checks
 it). The table's memory is written when a batch is confirmed, in batch order; the
 sequences of batches still in flight are kept beside it and consulted first, so
-the next batch continues their numbering, and dropped whenever nothing is in
-flight: a rebalance waits for every fetched message to be acked
+the next batch continues their numbering, and dropped when a batch is routed with
+nothing in flight: a rebalance waits for every fetched message to be acked
 (``stream_wait_empty``), so the worker that gets a partition next numbers from
 the table alone. The live policy is followed by a timer.
 """
@@ -131,7 +131,6 @@ class BatchHandler:
         self.depth, self._fail = depth, fail
         self._in_flight: deque[_InFlight] = deque()
         self._assigned: dict[str, int] = {}  # sequences of batches in flight: newer than the table
-        self._recording = False  # a routed batch awaits its sequence records, not yet in flight
         self._room = asyncio.Event()
         self._confirmer: asyncio.Task[None] | None = None
         self._failure: BaseException | None = None
@@ -144,6 +143,8 @@ class BatchHandler:
         """Route and write a batch; it is acked whole, later, once confirmed, or never."""
         if self._failure is not None:
             raise RuntimeError("an earlier batch was not confirmed") from self._failure
+        if not self._in_flight:
+            self._assigned.clear()  # the table holds every number handed out so far
         started = time.monotonic()
         batch = [
             RawMessage(m.topic, m.partition, m.offset, m.key, m.value, cast(Any, m.headers))
@@ -154,12 +155,8 @@ class BatchHandler:
         for key, (partition, sequence) in output.sequences.items():
             self._assigned[key] = sequence
             recorded.append(self.table.send_changelog(partition, key, sequence))
-        self._recording = True  # meanwhile a confirmed batch must not drop these numbers
-        try:
-            for future in recorded:  # written ahead: no delivery carries an unrecorded number
-                await future  # raises if the broker refused a record: nothing of it is written
-        finally:
-            self._recording = False
+        for future in recorded:  # written ahead: no delivery carries an unrecorded number
+            await future  # raises if the broker refused a record: nothing of it is written
         delivery = self.sink.write(output)
         self._in_flight.append(_InFlight(output, delivery, messages, ack, started))
         self.metrics.batches_in_flight.set(len(self._in_flight))
@@ -194,8 +191,6 @@ class BatchHandler:
         output, _delivery, messages, ack, started = self._in_flight[0]
         self._done(output, messages, ack)
         self._in_flight.popleft()
-        if not self._in_flight and not self._recording:
-            self._assigned.clear()  # the table holds them all now
         self._room.set()
         self.metrics.batches_in_flight.set(len(self._in_flight))
         self.metrics.observe(output, time.monotonic() - started)

@@ -490,20 +490,27 @@ cdef class UnionNode(Node):
 
 
 cdef class RecordNode(Node):
+    """A record. With ``checks`` it is also validated while it is written: an exact
+    ``dict`` without unknown keys, whose string fields pass their fast format checks;
+    anything else is Fallback, so bytes from a checked record mean "valid and
+    encoded" in one walk."""
     cdef tuple names, nodes, modes  # mode 0: required, 1: default null, 2: other default
+    cdef tuple checks  # None: encode only; else per field None or callable(str) -> bool
 
-    def __init__(self, names, nodes, modes):
+    def __init__(self, names, nodes, modes, checks=None):
         # interned: a record's keys are mostly interned literals, so the lookups of
         # its fields find them by identity instead of comparing their characters
         self.names = tuple(_intern(str(name)) for name in names)
         self.nodes, self.modes = tuple(nodes), tuple(modes)
+        self.checks = None if checks is None else tuple(checks)
 
     cdef int enc(self, object v, Buf* b) except -1:
-        cdef Py_ssize_t i
+        cdef Py_ssize_t i, present = 0
         cdef PyObject* found
+        cdef bint checked = self.checks is not None
         cdef bint exact = PyDict_CheckExact(v)
-        if not exact and not isinstance(v, Mapping):
-            raise Fallback("not a mapping")
+        if not exact and (checked or not isinstance(v, Mapping)):
+            raise Fallback("not a dict" if checked else "not a mapping")
         for i in range(len(self.names)):
             name = self.names[i]
             if exact:
@@ -515,7 +522,15 @@ cdef class RecordNode(Node):
                 if self.modes[i] != 1:
                     raise Fallback("missing field")
                 value = None
+            else:
+                present += 1
             (<Node>self.nodes[i]).enc(value, b)
+            if checked:
+                check = self.checks[i]
+                if check is not None and value is not None and not check(value):
+                    raise Fallback("format check failed")
+        if checked and present != len(v):
+            raise Fallback("unknown field")
         return 0
 
     cdef object dec(self, Reader* r):
@@ -524,39 +539,6 @@ cdef class RecordNode(Node):
         for i in range(len(self.names)):
             PyDict_SetItem(out, self.names[i], (<Node>self.nodes[i]).dec(r))
         return out
-
-
-cdef class CheckedRecordNode(RecordNode):
-    """A record that is also validated while it is written: an exact ``dict`` without
-    unknown keys, whose string fields pass their fast format checks. Anything else is
-    Fallback, so bytes from here mean "valid and encoded" in one walk."""
-    cdef tuple checks  # per field: None or callable(str) -> bool
-
-    def __init__(self, names, nodes, modes, checks):
-        super().__init__(names, nodes, modes)
-        self.checks = tuple(checks)
-
-    cdef int enc(self, object v, Buf* b) except -1:
-        cdef Py_ssize_t i, present = 0
-        cdef PyObject* found
-        if not PyDict_CheckExact(v):
-            raise Fallback("not a dict")
-        for i in range(len(self.names)):
-            found = PyDict_GetItem(v, self.names[i])
-            if found == NULL:
-                if self.modes[i] != 1:
-                    raise Fallback("missing field")
-                value = None
-            else:
-                present += 1
-                value = <object>found
-            (<Node>self.nodes[i]).enc(value, b)
-            check = self.checks[i]
-            if check is not None and value is not None and not check(value):
-                raise Fallback("format check failed")
-        if present != len(v):
-            raise Fallback("unknown field")
-        return 0
 
 
 # ------------------------------------------------------------------ entry points
@@ -606,7 +588,7 @@ cdef class Decoder:
 
 def _node(schema, src, ns, stack, bint encoding, checks=None):
     """The node tree of ``schema``; ``src`` holds the named types seen so far. With
-    ``checks`` (field -> format check or None) records are ``CheckedRecordNode``."""
+    ``checks`` (field -> format check or None) records are checked (``RecordNode``)."""
     if isinstance(schema, list):
         return _union(schema, src, ns, stack, encoding, checks)
     if isinstance(schema, str) and schema not in _PRIMITIVES:
@@ -626,7 +608,7 @@ def _node(schema, src, ns, stack, bint encoding, checks=None):
             nodes.append(_node(field["type"], src, inner, inner_stack, encoding, checks))
             modes.append(0 if "default" not in field else 1 if field["default"] is None else 2)
         if checks is not None:
-            return CheckedRecordNode(names, nodes, modes, [checks(f) for f in schema["fields"]])
+            return RecordNode(names, nodes, modes, [checks(f) for f in schema["fields"]])
         return RecordNode(names, nodes, modes)
     if kind in ("array", "map"):
         raise Unsupported(kind)
@@ -677,7 +659,7 @@ def compile_encoder(schema, bytes prefix=b"", checks=None):
 
     With ``checks`` (a field's schema -> its format check, or None) the encoder is
     checked: every record in the value must be an exact ``dict`` with no unknown
-    keys whose checked fields pass, or it raises Fallback (see ``CheckedRecordNode``).
+    keys whose checked fields pass, or it raises Fallback (see ``RecordNode``).
     """
     try:
         return Encoder(_node(schema, TypeNames(), "", (), True, checks), prefix)

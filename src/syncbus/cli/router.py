@@ -7,8 +7,7 @@ from pathlib import Path
 import click
 
 from syncbus import settings
-
-DEFAULT_MAX_CONSECUTIVE_DEAD = 10_000  # router.engine's, not imported: --help stays fast
+from syncbus.router import DEFAULT_MAX_CONSECUTIVE_DEAD
 
 
 def _default_workdir() -> str:

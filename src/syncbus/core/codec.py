@@ -136,11 +136,13 @@ class Codec:
         """A native encoder of a registered schema that also validates (exact dicts, no
         unknown keys, ``checks`` on string fields) and raises instead of falling back;
         None without the native codec or for a schema it does not compile."""
+        raw = self._raw.get(fp)
+        if raw is None:
+            raise UnknownFingerprint(fp)
         if native_codec is None:
             return None
-        self._schema(fp)  # registered, or UnknownFingerprint
         encoder: Callable[[Any], bytes] | None = native_codec.compile_encoder(
-            self._raw[fp], MAGIC + fp, checks)
+            raw, MAGIC + fp, checks)
         return encoder
 
     def known(self, fp: bytes) -> bool:

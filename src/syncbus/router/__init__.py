@@ -5,3 +5,8 @@ route, mask, encode, dead letters, audit); ``app`` is the thin Faust adapter tha
 feeds it batches, produces its output with librdkafka and acks only after the
 broker confirmed every record.
 """
+
+# far above what a burst of junk from one bad publisher makes between good events,
+# far below "the whole stream since the deploy": a router that fails everything stops.
+# Here, not in ``engine``: the CLI shows it in ``--help`` without importing the engine.
+DEFAULT_MAX_CONSECUTIVE_DEAD = 10_000

@@ -38,6 +38,7 @@ from syncbus.core.topics import (
     H_SOURCE_PARTITION,
 )
 from syncbus.core.views import NULL_ROUTER_TAIL, avro_long, routed_at_suffix
+from syncbus.router import DEFAULT_MAX_CONSECUTIVE_DEAD
 from syncbus.router.compiled import CompiledPolicy, GrantRoute, ResourceRoute, schema_record
 
 __all__ = [
@@ -55,9 +56,6 @@ __all__ = [
 _REWRITTEN = frozenset({t.H_OP, t.H_REGION, t.H_OLD_REGION, t.H_FINGERPRINT})
 _TOKEN_PREFIX = b"\x02" + bytes((TOKEN_LENGTH << 1,))  # key union branch 1, then its length
 _GOT = re.compile(r"\s*\(got [^)]*\)")
-# far above what a burst of junk from one bad publisher makes between good events,
-# far below "the whole stream since the deploy": a router that fails everything stops
-DEFAULT_MAX_CONSECUTIVE_DEAD = 10_000
 
 Headers = list[tuple[str, bytes]]
 OutMessage = tuple[str, bytes | None, bytes, Headers]

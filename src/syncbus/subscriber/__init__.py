@@ -7,7 +7,8 @@ handler succeeded. Everything here is an adapter: the rules it applies come from
 ``syncbus.core``.
 """
 
-from syncbus.subscriber.dlq import HandlerFailed, RetryPolicy, dlq_topic
+from syncbus.core.topics import subscriber_dlq_topic as dlq_topic
+from syncbus.subscriber.dlq import HandlerFailed, RetryPolicy
 from syncbus.subscriber.event import Event
 from syncbus.subscriber.gaps import Gap, GapChecker
 from syncbus.subscriber.metrics import SubscriberMetrics

@@ -27,15 +27,9 @@ from syncbus.core.topics import (
     H_DLQ_TIME,
     H_DLQ_TOPIC,
     encode_header,
-    subscriber_dlq_topic,
 )
 
 FLUSH_TIMEOUT_S = 30.0
-
-
-def dlq_topic(subscriber_id: str) -> str:
-    """The subscriber's dead-letter topic (``core.topics.subscriber_dlq_topic``)."""
-    return subscriber_dlq_topic(subscriber_id)
 
 
 @dataclass(frozen=True)

@@ -26,8 +26,9 @@ from syncbus import settings
 from syncbus.admin.names import TopicNames
 from syncbus.connection import Connection
 from syncbus.core.codec import Codec
+from syncbus.core.topics import subscriber_dlq_topic
 from syncbus.subscriber.batch import BatchPreparer, Item
-from syncbus.subscriber.dlq import DeadLetters, HandlerFailed, RetryPolicy, dlq_topic
+from syncbus.subscriber.dlq import DeadLetters, HandlerFailed, RetryPolicy
 from syncbus.subscriber.event import Event
 from syncbus.subscriber.gaps import Gap, GapChecker
 from syncbus.subscriber.metrics import SubscriberMetrics
@@ -110,7 +111,7 @@ class Subscriber:
         )
         self._prepare.check_seen = start == "committed"
         self.dead_letters = DeadLetters(
-            self.connection, dead_letter_topic or topic_prefix + dlq_topic(subscriber_id)
+            self.connection, dead_letter_topic or topic_prefix + subscriber_dlq_topic(subscriber_id)
         )
         self._config = dict(consumer_config or {})
         self._consumer: Consumer | None = None

@@ -19,13 +19,21 @@ from confluent_kafka import (
 
 from syncbus.connection import Connection
 
+# A topic created a moment ago (``syncbus apply`` on a broker that just started) can
+# be missing from the broker's metadata for a while after CreateTopics returned.
+APPEAR_WITHIN = 10.0
+
 
 def assign_from_beginning(consumer: Consumer, topic: str, timeout: float = 30.0) -> None:
-    metadata = consumer.list_topics(topic, timeout=timeout)
-    partitions = metadata.topics[topic].partitions
-    if metadata.topics[topic].error is not None or not partitions:
-        raise RuntimeError(f"topic {topic!r} does not exist: run `syncbus apply` first")
-    consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
+    deadline = time.monotonic() + min(timeout, APPEAR_WITHIN)
+    while True:
+        metadata = consumer.list_topics(topic, timeout=timeout).topics[topic]
+        if metadata.error is None and metadata.partitions:
+            break
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"topic {topic!r} does not exist: run `syncbus apply` first")
+        time.sleep(0.2)
+    consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in metadata.partitions])
 
 
 def watermarks(consumer: Consumer, tp: TopicPartition, timeout: float) -> tuple[int, int]:

@@ -177,3 +177,86 @@ def test_the_c_and_python_marking_loops_agree() -> None:
         assert _rows.mark_acked(mine, 100, 132, ids, start) == spool._mark_acked(
             theirs, 100, 132, ids, start)
         assert mine == theirs
+
+
+def _segment_files(tmp_path: Path) -> list[str]:
+    return sorted(p.name for p in (tmp_path / "s.db.segments").glob("*.seg"))
+
+
+def test_blobs_live_in_segment_files_that_go_when_their_events_are_acked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from syncbus.publisher import segments
+
+    monkeypatch.setattr(segments, "SEGMENT_BYTES", 300)  # a few batches per file
+    spool = Spool(tmp_path / "s.db")
+    for n in range(6):
+        spool.append("a.b", rows(10, 10 * n), last_seq=10 * n + 10, now=1.0)
+    files = _segment_files(tmp_path)
+    assert len(files) == 6, "each blob is over half the limit: one file each"
+    assert spool.remove(range(1, 31)) == 30
+    assert _segment_files(tmp_path) == files[3:]
+    assert [r.key for r in spool.pending(0, 100)] == [f"k{i}".encode() for i in range(30, 60)]
+    spool.remove(range(31, 61))
+    spool.close()
+    assert _segment_files(tmp_path) == [], "nothing left to send, no file left"
+
+
+def test_a_blob_no_row_points_to_is_removed_at_open(tmp_path: Path) -> None:
+    """A crash between writing a blob and committing its row leaves bytes nobody needs."""
+    spool = Spool(tmp_path / "s.db")
+    spool.append("a.b", rows(3), last_seq=3, now=1.0)
+    spool.close()
+    stray = tmp_path / "s.db.segments" / "00000099.seg"
+    stray.write_bytes(b"half a batch")
+    again = Spool(tmp_path / "s.db")
+    assert not stray.exists()
+    assert [r.key for r in again.pending(0, 10)] == [b"k0", b"k1", b"k2"]
+    again.close()
+
+
+def test_a_blob_lost_in_a_power_cut_drops_its_batch_loudly_and_nothing_else(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    spool = Spool(tmp_path / "s.db")
+    spool.append("a.b", rows(3), last_seq=3, now=1.0)
+    spool.append("c.d", rows(4, 3), last_seq=4, now=1.0)
+    spool.remove([2])
+    spool.close()
+    (segment,) = (tmp_path / "s.db.segments").glob("*.seg")
+    data = bytearray(segment.read_bytes())
+    data[-5] ^= 0xFF  # the second batch's blob is not what was written
+    segment.write_bytes(bytes(data))
+
+    again = Spool(tmp_path / "s.db")
+    assert again.lost == [("c.d", 4, 4)]
+    assert "ids 4..7 were lost" in caplog.text
+    assert again.depth == 2 and [r.id for r in again.pending(0, 10)] == [1, 3]
+    assert again.sequences() == {"a.b": 3, "c.d": 4}, "numbers are never reused"
+    assert again.append("a.b", rows(1), last_seq=4, now=2.0) == 8, "nor are ids"
+    again.close()
+    assert Spool(tmp_path / "s.db").lost == [], "dropped once, not at every open"
+
+
+def test_a_spool_of_the_blob_in_sqlite_format_is_read_and_acked(tmp_path: Path) -> None:
+    """Spools of the previous version kept each batch's events in ``batches.events``."""
+    import pickle
+    import sqlite3
+
+    db = sqlite3.connect(tmp_path / "s.db")
+    db.executescript(
+        "CREATE TABLE batches (first INTEGER PRIMARY KEY, count INTEGER NOT NULL, resource TEXT"
+        " NOT NULL, accepted_at REAL NOT NULL, events BLOB NOT NULL, acked BLOB);"
+        "CREATE TABLE sequences (resource TEXT PRIMARY KEY, last INTEGER NOT NULL);"
+        "INSERT INTO sequences VALUES ('a.b', 2);"
+    )
+    blob = pickle.dumps(([b"k0", b"k1"], [b"v0", b"v1"], ["m0", "m1"]))
+    db.execute("INSERT INTO batches VALUES (1, 2, 'a.b', 1.0, ?, NULL)", (blob,))
+    db.commit()
+    db.close()
+    spool = Spool(tmp_path / "s.db")
+    assert [(r.id, r.key, r.meta) for r in spool.pending(0, 10)] == [(1, b"k0", "m0"),
+                                                                     (2, b"k1", "m1")]
+    assert spool.append("a.b", rows(1), last_seq=3, now=2.0) == 3
+    assert spool.remove([1, 2, 3]) == 3 and spool.depth == 0
+    spool.close()

@@ -8,27 +8,34 @@ counters live in the same file and advance in the same transaction as the events
 they number, so a crash can neither lose a number nor reuse one. They live only here:
 deleting the spool file restarts them at 1, which readers see as a reset.
 
-Storage is by batch, not by event: one ``publish_many`` is one row holding its
-events (pickled keys, values and header meta) under consecutive ids, and
-acknowledgements are kept as a bitmap on the batch's row, so an append and a
-round of acks cost a few SQLite statements whatever their size. The bitmaps live
-in their own small table: SQLite rewrites a whole row on UPDATE, and a batch's
-row holds megabytes of events (acks there cost 14 us per event, here under 1).
-A batch's rows are deleted when every event in it is acknowledged. (Spools of
-earlier versions kept the bitmap in ``batches.acked``; it is still read.)
+Storage is by batch, not by event: one ``publish_many`` is one row under
+consecutive ids, its events (pickled keys, values and header meta) one blob in
+an append-only segment file beside the database (``segments``: most blobs are
+acknowledged before they would ever reach the disk, and never pass through
+SQLite's WAL and checkpoints). Acknowledgements are kept as a bitmap per batch,
+so an append and a round of acks cost a few SQLite statements whatever their
+size. The bitmaps live in their own small table: SQLite rewrites a whole row on
+UPDATE. A batch's rows are deleted, and its segment file with its last blob,
+when every event in it is acknowledged. (Spools of earlier versions kept the
+events in ``batches.events`` and the bitmap in ``batches.acked``; both are
+still read.)
 
 Durability: with ``sync="normal"`` (WAL, ``synchronous=NORMAL``) a committed
 batch survives the death of the process (kill -9, OOM, a crash of the host
-application), because the WAL write has reached the operating system. It does
-not survive a power cut or kernel crash before the next checkpoint; choose
-``sync="full"`` (an fsync per commit, much slower) where that matters. The spool
-is not safe for two publishers at once: ``Spool`` takes an exclusive lock file.
+application), because its blob and the WAL write have reached the operating
+system. It does not survive a power cut or kernel crash before they reach the
+disk; choose ``sync="full"`` (an fsync per commit, much slower) where that
+matters. After such a crash a batch whose row survived and whose blob did not is
+found at open, logged as an error with its ids, dropped, and listed in
+``Spool.lost``, rather than sent damaged. The spool is not safe for two
+publishers at once: ``Spool`` takes an exclusive lock file.
 """
 
 from __future__ import annotations
 
 import bisect
 import fcntl
+import logging
 import os
 import pickle
 import sqlite3
@@ -37,6 +44,10 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, Literal, NamedTuple
 
+from syncbus.publisher.segments import BlobRef, Segments
+
+log = logging.getLogger("syncbus.publisher.spool")
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS batches (
     first INTEGER PRIMARY KEY,
@@ -44,7 +55,11 @@ CREATE TABLE IF NOT EXISTS batches (
     resource TEXT NOT NULL,
     accepted_at REAL NOT NULL,
     events BLOB NOT NULL,
-    acked BLOB
+    acked BLOB,
+    segment INTEGER,
+    offset INTEGER,
+    length INTEGER,
+    crc INTEGER
 );
 CREATE TABLE IF NOT EXISTS acks (
     first INTEGER PRIMARY KEY,
@@ -74,14 +89,16 @@ class SpoolLocked(RuntimeError):
 
 
 class _Batch:
-    """What the spool keeps in memory of a batch: not its events, only which are acked."""
+    """What the spool keeps in memory of a batch: not its events, only which are acked
+    and where its blob is (``None``: in ``batches.events``, as earlier versions kept it)."""
 
-    __slots__ = ("accepted_at", "acked", "count", "first", "left", "resource")
+    __slots__ = ("accepted_at", "acked", "blob", "count", "first", "left", "resource")
 
     def __init__(self, first: int, count: int, resource: str, accepted_at: float,
-                 acked: bytes | None) -> None:
+                 acked: bytes | None, blob: BlobRef | None = None) -> None:
         self.first, self.count, self.resource, self.accepted_at = (
             first, count, resource, accepted_at)
+        self.blob = blob
         self.acked = bytearray(acked) if acked else bytearray((count + 7) // 8)
         self.left = count - sum(bin(b).count("1") for b in acked) if acked else count
 
@@ -147,15 +164,42 @@ class Spool:
             self._claim(department)
         self._migrate()
         self._batches: list[_Batch] = [
-            _Batch(*row) for row in self._db.execute(
+            _Batch(first, count, resource, at, acked,
+                   None if segment is None else BlobRef(segment, offset, length, crc))
+            for first, count, resource, at, acked, segment, offset, length, crc in self._db.execute(
                 "SELECT b.first, b.count, b.resource, b.accepted_at, "
-                "COALESCE(a.acked, b.acked) FROM batches b LEFT JOIN acks a USING (first) "
-                "ORDER BY b.first")
+                "COALESCE(a.acked, b.acked), b.segment, b.offset, b.length, b.crc "
+                "FROM batches b LEFT JOIN acks a USING (first) ORDER BY b.first")
         ]
+        self._segments = Segments(
+            Path(f"{self.path}.segments"),
+            [b.blob.segment for b in self._batches if b.blob is not None],
+            sync=sync == "full",
+        )
         self._firsts = [b.first for b in self._batches]
         self._last_id: int = sum((b.first + b.count - 1 for b in self._batches[-1:]), 0)
         self._depth: int = sum(b.left for b in self._batches)
         self._cache: tuple[int, list[Any]] | None = None  # the last batch read back
+        self.lost: list[tuple[str, int, int]] = []  # (resource, first id, events) dropped at open
+        self._drop_damaged()
+
+    def _drop_damaged(self) -> None:
+        """Drop the batches whose blob did not reach the disk before a power cut: sending
+        them would send damaged events. Each is logged with its ids and kept in ``lost``."""
+        damaged = [b for b in self._batches
+                   if b.blob is not None and b.left and self._segments.damaged(b.blob)]
+        if not damaged:
+            return
+        for batch in damaged:
+            log.error(
+                "spool %s: the %d unsent events of %s with ids %d..%d were lost in an unclean "
+                "shutdown of the host (their data never reached the disk); they are dropped, "
+                "republish them from the source system", self.path, batch.left, batch.resource,
+                batch.first, batch.first + batch.count - 1)
+            self.lost.append((batch.resource, batch.first, batch.left))
+            self._depth -= batch.left
+            batch.left = 0
+        self._save(damaged)
 
     def _claim(self, department: str) -> None:
         """Sequences are per (source, resource): one department's spool is no other's."""
@@ -163,7 +207,8 @@ class Spool:
         if row is None:
             self._db.execute("INSERT INTO owner VALUES (?)", (department,))
         elif row[0] != department:
-            self.close()
+            self._db.close()
+            self._unlock()
             raise SpoolLocked(
                 f"spool {self.path} belongs to department {row[0]!r}, not {department!r}; "
                 "give each department its own spool path"
@@ -171,8 +216,13 @@ class Spool:
 
     def _migrate(self) -> None:
         """Spools written before batches kept one row per event in ``events``: move what
-        is left of them into batches of consecutive ids, in one transaction."""
+        is left of them into batches of consecutive ids, in one transaction. Spools
+        written before segments get the columns that point into them."""
         db = self._db
+        columns = {row[1] for row in db.execute("PRAGMA table_info(batches)")}
+        for column in ("segment", "offset", "length", "crc"):
+            if column not in columns:
+                db.execute(f"ALTER TABLE batches ADD COLUMN {column} INTEGER")
         if not db.execute("SELECT 1 FROM sqlite_master WHERE name = 'events'").fetchone():
             return
         runs: list[list[Any]] = []
@@ -186,7 +236,8 @@ class Spool:
                 runs.append([row[0], row[1], row[5], [row[2]], [row[3]], [row[4]]])
         db.execute("BEGIN IMMEDIATE")
         try:
-            db.executemany("INSERT INTO batches VALUES (?, ?, ?, ?, ?, NULL)", [
+            db.executemany("INSERT INTO batches (first, count, resource, accepted_at, events) "
+                           "VALUES (?, ?, ?, ?, ?)", [
                 (first, len(keys), resource, at, pickle.dumps((keys, values, metas)))
                 for first, resource, at, keys, values, metas in runs
             ])
@@ -221,11 +272,13 @@ class Spool:
         )
         with self._lock:
             first = self._last_id + 1
+            blob = self._segments.write(events)
             db = self._db
             db.execute("BEGIN IMMEDIATE")
             try:
-                db.execute("INSERT INTO batches VALUES (?, ?, ?, ?, ?, NULL)",
-                           (first, len(rows), resource, now, events))
+                db.execute("INSERT INTO batches (first, count, resource, accepted_at, events, "
+                           "segment, offset, length, crc) VALUES (?, ?, ?, ?, x'', ?, ?, ?, ?)",
+                           (first, len(rows), resource, now, *blob))
                 db.execute(
                     "INSERT INTO sequences VALUES (?, ?) "
                     "ON CONFLICT(resource) DO UPDATE SET last = excluded.last",
@@ -234,8 +287,9 @@ class Spool:
                 db.execute("COMMIT")
             except BaseException:
                 db.execute("ROLLBACK")
+                self._segments.release(blob.segment)
                 raise
-            self._batches.append(_Batch(first, len(rows), resource, now, None))
+            self._batches.append(_Batch(first, len(rows), resource, now, None, blob))
             self._firsts.append(first)
             self._last_id += len(rows)
             self._depth += len(rows)
@@ -244,9 +298,12 @@ class Spool:
     def _events(self, batch: _Batch) -> list[Any]:
         """The batch's (keys, values, metas), read back from the file (cached once)."""
         if self._cache is None or self._cache[0] != batch.first:
-            row = self._db.execute(
-                "SELECT events FROM batches WHERE first = ?", (batch.first,)).fetchone()
-            self._cache = (batch.first, pickle.loads(row[0]))
+            if batch.blob is not None:
+                blob = self._segments.read(batch.blob)
+            else:
+                blob = self._db.execute(
+                    "SELECT events FROM batches WHERE first = ?", (batch.first,)).fetchone()[0]
+            self._cache = (batch.first, pickle.loads(blob))
         return self._cache[1]
 
     def pending(self, after_id: int, limit: int) -> list[SpooledEvent]:
@@ -313,12 +370,19 @@ class Spool:
             raise
         if done:
             gone = {first for (first,) in done}
+            for batch in touched:
+                if batch.first in gone and batch.blob is not None:
+                    self._segments.release(batch.blob.segment)
             self._batches = [b for b in self._batches if b.first not in gone]
             self._firsts = [b.first for b in self._batches]
 
     def close(self) -> None:
         with self._lock:
+            self._segments.close()
             self._db.close()
+        self._unlock()
+
+    def _unlock(self) -> None:
         fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
         os.close(self._lock_fd)
 

@@ -1,10 +1,13 @@
-"""Bulk latency observations must read exactly like one observation per event."""
+"""Publisher metrics: bulk latency observations read like one per event; lost events count."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import pytest
 from prometheus_client import CollectorRegistry
 
+from syncbus.core.model import Bus
 from syncbus.publisher.metrics import LATENCY_BUCKETS, PublisherMetrics, observe_many
 
 
@@ -28,3 +31,28 @@ def test_observe_many_matches_observing_each_event() -> None:
     assert samples(bulk) == pytest.approx(samples(one)), "every bucket, the count and the sum"
     assert bulk.get_sample_value("syncbus_publisher_publish_latency_seconds_count") == sum(
         range(1, len(amounts) + 1))
+
+
+def test_events_lost_to_an_unclean_shutdown_are_counted_by_resource(
+    tmp_path: Path, bus: Bus
+) -> None:
+    """A publisher opened on a spool whose last blob never reached the disk says so."""
+    from syncbus.publisher import Publisher
+    from syncbus.publisher.spool import Spool
+
+    path = tmp_path / "s.db"
+    spool = Spool(path, department="js-scjgj")
+    spool.append("licence.business", [(b"k", b"v%d" % i, "m") for i in range(3)], 3, 1.0)
+    spool.close()
+    (segment,) = (tmp_path / "s.db.segments").glob("*.seg")
+    segment.write_bytes(segment.read_bytes()[:-1])  # cut short, as by a power cut
+
+    registry = CollectorRegistry()
+    # nothing listens on port 1: the publisher is built, never connects, and is closed
+    publisher = Publisher("js-scjgj", bus, "127.0.0.1:1", spool_path=path, registry=registry)
+    try:
+        value = registry.get_sample_value(
+            "syncbus_publisher_lost_total", {"resource": "licence.business"})
+        assert value == 3 and publisher.spool.depth == 0
+    finally:
+        publisher.close(timeout=0)

@@ -33,6 +33,12 @@ class PublisherMetrics:
             "Failed delivery reports; the event stays spooled and is sent again.",
             ["error"], registry=reg,
         )
+        self.lost = Counter(
+            "syncbus_publisher_lost_total",
+            "Spooled events dropped at startup: their data did not survive an unclean "
+            "shutdown of the host (the error log names their ids; republish them).",
+            ["resource"], registry=reg,
+        )
         self.spooled = Counter(
             "syncbus_publisher_spooled_total",
             "Events accepted into the durable spool.",

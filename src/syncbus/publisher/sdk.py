@@ -80,6 +80,8 @@ class Publisher:
         self._lock = threading.RLock()  # sequence order == spool order == send order
         self._closed = False
         self.spool = Spool(spool_path or default_spool_path(department), sync, department)
+        for resource, _, events in self.spool.lost:
+            self.metrics.lost.labels(resource).inc(events)
         self._sequences = self.spool.sequences()
         self._heartbeats = self._heartbeat_plan(heartbeats)
         self._sender = Sender(

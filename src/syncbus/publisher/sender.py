@@ -75,6 +75,7 @@ except ImportError:  # no C compiler where this was installed
 
 FEED_BATCH = 5000
 ACK_GATHER = 0.01  # seconds the pump lets delivery reports gather once they arrive
+IDLE_POLL = 0.02  # seconds the pump waits for a report when idle: also how long close waits
 
 
 def producer_config(connection: Connection, window: int, **overrides: Any) -> dict[str, Any]:
@@ -173,7 +174,7 @@ class Sender:
             and self._rewind_to is None
             and self._inflight < self._window
         )
-        if self._producer.poll(0 if backlog else 0.05) and not backlog:
+        if self._producer.poll(0 if backlog else IDLE_POLL) and not backlog:
             # more reports are on their way: take them in one round, one spool commit
             self._stop.wait(ACK_GATHER)
             self._producer.poll(0)

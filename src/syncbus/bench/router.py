@@ -38,12 +38,15 @@ import threading
 import time
 import uuid
 from collections import deque
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, cast
 
 import click
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient
 
 from syncbus import settings
 from syncbus.admin.apply import apply_bus
@@ -167,6 +170,26 @@ def _rss_mb(pid: int) -> float:
     return 0.0
 
 
+@contextmanager
+def _bus_topics(bus: Bus, conn: Connection, partitions: int) -> Iterator[TopicNames]:
+    """The bus's topics under a fresh prefix for one run, deleted after it with every
+    topic the run's processes made (Faust's changelogs, the floor's leader topic).
+    Left behind, a few dozen per run piled up to thousands on a developer's broker,
+    and every metadata request, which aiokafka decodes in Python, carried all of them."""
+    names = TopicNames(f"bench{uuid.uuid4().hex[:8]}.")
+    apply_bus(bus, conn, partitions, names)
+    try:
+        yield names
+    finally:
+        admin = AdminClient(conn.confluent())
+        doomed = [t for t in admin.list_topics(timeout=30).topics if names.prefix in t]
+        for topic, future in admin.delete_topics(doomed, operation_timeout=30).items():
+            try:
+                future.result(60)
+            except KafkaException as exc:
+                click.echo(f"warning: benchmark topic {topic} not deleted: {exc}", err=True)
+
+
 def _run_router(
     bus: Bus,
     conn: Connection,
@@ -178,8 +201,22 @@ def _run_router(
     secrets: Path,
     workdir: Path,
 ) -> tuple[float, float]:
-    names = TopicNames(f"bench{uuid.uuid4().hex[:8]}.")
-    apply_bus(bus, conn, partitions, names)
+    with _bus_topics(bus, conn, partitions) as names:
+        return _run_router_on(names, conn, resource, events, expected, partitions, batch,
+                              secrets, workdir)
+
+
+def _run_router_on(
+    names: TopicNames,
+    conn: Connection,
+    resource: str,
+    events: list[Any],
+    expected: int,
+    partitions: int,
+    batch: int,
+    secrets: Path,
+    workdir: Path,
+) -> tuple[float, float]:
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -293,19 +330,19 @@ def _run_baseline(
     batch: int,
     secrets: TokenSecrets,
 ) -> float:
-    names = TopicNames(f"bench{uuid.uuid4().hex[:8]}.")
-    apply_bus(bus, conn, partitions, names)
-    stop = threading.Event()
-    loop = threading.Thread(
-        target=_baseline_loop, args=(conn, names, resource, secrets, batch, stop), daemon=True
-    )
-    loop.start()
-    try:
-        _probe(conn, names, resource, events[0], partitions, loop.is_alive)
-        return _timed(conn, names, resource, events, expected, partitions)
-    finally:
-        stop.set()
-        loop.join(30)
+    with _bus_topics(bus, conn, partitions) as names:
+        stop = threading.Event()
+        loop = threading.Thread(
+            target=_baseline_loop, args=(conn, names, resource, secrets, batch, stop),
+            daemon=True,
+        )
+        loop.start()
+        try:
+            _probe(conn, names, resource, events[0], partitions, loop.is_alive)
+            return _timed(conn, names, resource, events, expected, partitions)
+        finally:
+            stop.set()
+            loop.join(30)
 
 
 def _router_output(
@@ -337,8 +374,20 @@ def _run_floor(
     workdir: Path,
 ) -> float:
     """Events/s of Faust alone (``router.floor``) over the same events, pre-produced."""
-    names = TopicNames(f"bench{uuid.uuid4().hex[:8]}.")
-    apply_bus(bus, conn, partitions, names)
+    with _bus_topics(bus, conn, partitions) as names:
+        return _run_floor_on(bus, names, conn, resource, events, batch, mode, workdir)
+
+
+def _run_floor_on(
+    bus: Bus,
+    names: TopicNames,
+    conn: Connection,
+    resource: str,
+    events: list[Any],
+    batch: int,
+    mode: str,
+    workdir: Path,
+) -> float:
     extra = []
     if mode == "io":
         outputs = workdir / f"{names.prefix}outputs.pickle"

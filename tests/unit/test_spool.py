@@ -262,3 +262,14 @@ def test_a_spool_of_the_blob_in_sqlite_format_is_read_and_acked(tmp_path: Path) 
     assert spool.append("a.b", rows(1), last_seq=3, now=2.0) == 3
     assert spool.remove([1, 2, 3]) == 3 and spool.depth == 0
     spool.close()
+
+
+def test_a_full_sync_spool_writes_and_reads_back_the_same(tmp_path: Path) -> None:
+    """``sync="full"`` fsyncs each blob (and each new segment's name) before its row."""
+    spool = Spool(tmp_path / "s.db", sync="full")
+    spool.append("a.b", rows(3), last_seq=3, now=1.0)
+    spool.close()
+    again = Spool(tmp_path / "s.db", sync="full")
+    assert [(r.id, r.key, r.value) for r in again.pending(0, 10)] == [
+        (1, b"k0", b"v0"), (2, b"k1", b"v1"), (3, b"k2", b"v2")]
+    again.close()

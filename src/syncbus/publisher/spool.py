@@ -185,7 +185,9 @@ class Spool:
 
     def _drop_damaged(self) -> None:
         """Drop the batches whose blob did not reach the disk before a power cut: sending
-        them would send damaged events. Each is logged with its ids and kept in ``lost``."""
+        them would send damaged events. Each is logged with its ids and kept in ``lost``.
+        Every unsent blob is read once for this (a backlog of a million events is about
+        half a gigabyte of page cache or disk)."""
         damaged = [b for b in self._batches
                    if b.blob is not None and b.left and self._segments.damaged(b.blob)]
         if not damaged:

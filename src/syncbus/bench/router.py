@@ -202,50 +202,35 @@ def _run_router(
     workdir: Path,
 ) -> tuple[float, float]:
     with _bus_topics(bus, conn, partitions) as names:
-        return _run_router_on(names, conn, resource, events, expected, partitions, batch,
-                              secrets, workdir)
-
-
-def _run_router_on(
-    names: TopicNames,
-    conn: Connection,
-    resource: str,
-    events: list[Any],
-    expected: int,
-    partitions: int,
-    batch: int,
-    secrets: Path,
-    workdir: Path,
-) -> tuple[float, float]:
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "syncbus",
-            "router",
-            "--bootstrap",
-            conn.bootstrap,
-            "--id",
-            f"{names.prefix}router",
-            "--topic-prefix",
-            names.prefix,
-            "--secrets",
-            str(secrets),
-            "--workdir",
-            str(workdir),
-            "--batch",
-            str(batch),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=open(workdir / f"{names.prefix}log", "wb"),  # noqa: SIM115
-    )
-    try:
-        _probe(conn, names, resource, events[0], partitions, lambda: proc.poll() is None)
-        eps = _timed(conn, names, resource, events, expected, partitions)
-        return eps, _rss_mb(proc.pid)
-    finally:
-        proc.terminate()
-        proc.wait(60)
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "syncbus",
+                "router",
+                "--bootstrap",
+                conn.bootstrap,
+                "--id",
+                f"{names.prefix}router",
+                "--topic-prefix",
+                names.prefix,
+                "--secrets",
+                str(secrets),
+                "--workdir",
+                str(workdir),
+                "--batch",
+                str(batch),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=open(workdir / f"{names.prefix}log", "wb"),  # noqa: SIM115
+        )
+        try:
+            _probe(conn, names, resource, events[0], partitions, lambda: proc.poll() is None)
+            eps = _timed(conn, names, resource, events, expected, partitions)
+            return eps, _rss_mb(proc.pid)
+        finally:
+            proc.terminate()
+            proc.wait(60)
 
 
 def _baseline_loop(
@@ -375,54 +360,41 @@ def _run_floor(
 ) -> float:
     """Events/s of Faust alone (``router.floor``) over the same events, pre-produced."""
     with _bus_topics(bus, conn, partitions) as names:
-        return _run_floor_on(bus, names, conn, resource, events, batch, mode, workdir)
-
-
-def _run_floor_on(
-    bus: Bus,
-    names: TopicNames,
-    conn: Connection,
-    resource: str,
-    events: list[Any],
-    batch: int,
-    mode: str,
-    workdir: Path,
-) -> float:
-    extra = []
-    if mode == "io":
-        outputs = workdir / f"{names.prefix}outputs.pickle"
-        outputs.write_bytes(pickle.dumps(_router_output(bus, names, resource, events)))
-        extra.append(f"--outputs={outputs}")
-    producer = Producer(
-        conn.confluent(**{"linger.ms": 20, "queue.buffering.max.messages": 2_000_000})
-    )
-    for key, value, headers in events:
-        producer.produce(names.raw(resource), value, key, headers=headers)
-    producer.flush(120)
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "syncbus.router.floor",
-            f"--mode={mode}",
-            f"--bootstrap={conn.bootstrap}",
-            f"--topic={names.raw(resource)}",
-            f"--batch={batch}",
-            f"--expect={len(events)}",
-            f"--workdir={workdir}",
-            *extra,
-        ],
-        capture_output=True,
-        timeout=900,
-        check=False,
-    )
-    # the Faust worker redirects stdout into its log: the result may be in either stream
-    output = done.stdout.decode() + done.stderr.decode()
-    lines = re.findall(r'\{"mode": .*\}', output)
-    if not lines:
-        tail = done.stderr.decode()[-2000:]
-        raise click.ClickException(f"the {mode} floor run printed no result:\n{tail}")
-    return float(json.loads(lines[-1])["eps"])
+        extra = []
+        if mode == "io":
+            outputs = workdir / f"{names.prefix}outputs.pickle"
+            outputs.write_bytes(pickle.dumps(_router_output(bus, names, resource, events)))
+            extra.append(f"--outputs={outputs}")
+        producer = Producer(
+            conn.confluent(**{"linger.ms": 20, "queue.buffering.max.messages": 2_000_000})
+        )
+        for key, value, headers in events:
+            producer.produce(names.raw(resource), value, key, headers=headers)
+        producer.flush(120)
+        done = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "syncbus.router.floor",
+                f"--mode={mode}",
+                f"--bootstrap={conn.bootstrap}",
+                f"--topic={names.raw(resource)}",
+                f"--batch={batch}",
+                f"--expect={len(events)}",
+                f"--workdir={workdir}",
+                *extra,
+            ],
+            capture_output=True,
+            timeout=900,
+            check=False,
+        )
+        # the Faust worker redirects stdout into its log: the result may be in either stream
+        output = done.stdout.decode() + done.stderr.decode()
+        lines = re.findall(r'\{"mode": .*\}', output)
+        if not lines:
+            tail = done.stderr.decode()[-2000:]
+            raise click.ClickException(f"the {mode} floor run printed no result:\n{tail}")
+        return float(json.loads(lines[-1])["eps"])
 
 
 @click.command("router")

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import random
+import sqlite3
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -82,8 +84,6 @@ def test_acks_inside_a_batch_survive_a_reopening_and_done_batches_go(tmp_path: P
     assert [r.id for r in again.pending(3, 10)] == [5]
     assert again.remove([1, 3, 5]) == 3 and again.depth == 0
     again.close()
-    import sqlite3
-
     db = sqlite3.connect(tmp_path / "s.db")
     assert db.execute("SELECT COUNT(*) FROM batches").fetchone() == (0,)
     assert db.execute("SELECT COUNT(*) FROM acks").fetchone() == (0,), "bitmaps go with batches"
@@ -92,8 +92,6 @@ def test_acks_inside_a_batch_survive_a_reopening_and_done_batches_go(tmp_path: P
 def test_an_ack_bitmap_kept_on_the_batch_row_by_earlier_versions_still_counts(
     tmp_path: Path,
 ) -> None:
-    import sqlite3
-
     spool = Spool(tmp_path / "s.db")
     spool.append("a.b", rows(5), last_seq=5, now=1.0)
     spool.close()
@@ -111,23 +109,28 @@ def test_an_ack_bitmap_kept_on_the_batch_row_by_earlier_versions_still_counts(
     third.close()
 
 
+def _write_by_hand(path: Path, script: str, insert: str, rows: list[tuple[Any, ...]]) -> None:
+    """A spool file as an earlier version left it, written with SQLite directly."""
+    db = sqlite3.connect(path)
+    db.executescript(script)
+    db.executemany(insert, rows)
+    db.commit()
+    db.close()
+
+
 def test_a_spool_of_the_per_event_format_is_taken_over(tmp_path: Path) -> None:
     """Spools written by earlier versions (one row per event) lose nothing on upgrade."""
-    import sqlite3
 
-    db = sqlite3.connect(tmp_path / "old.db")
-    db.executescript(
+    _write_by_hand(
+        tmp_path / "old.db",
         "CREATE TABLE events (id INTEGER PRIMARY KEY, resource TEXT NOT NULL, key BLOB NOT NULL,"
         " value BLOB NOT NULL, meta TEXT NOT NULL, accepted_at REAL NOT NULL);"
         "CREATE TABLE sequences (resource TEXT PRIMARY KEY, last INTEGER NOT NULL);"
-        "INSERT INTO sequences VALUES ('a.b', 9);"
+        "INSERT INTO sequences VALUES ('a.b', 9);",
+        "INSERT INTO events VALUES (?, ?, ?, ?, ?, ?)",
+        [(i, "a.b" if i < 7 else "c.d", f"k{i}".encode(), b"v", f"m{i}", 1.0)
+         for i in (3, 4, 5, 7, 8)],
     )
-    db.executemany("INSERT INTO events VALUES (?, ?, ?, ?, ?, ?)", [
-        (i, "a.b" if i < 7 else "c.d", f"k{i}".encode(), b"v", f"m{i}", 1.0)
-        for i in (3, 4, 5, 7, 8)
-    ])
-    db.commit()
-    db.close()
     spool = Spool(tmp_path / "old.db")
     assert spool.depth == 5 and spool.last_id == 8 and spool.sequences() == {"a.b": 9}
     assert [(r.id, r.resource, r.meta) for r in spool.pending(0, 10)] == [
@@ -243,19 +246,16 @@ def test_a_blob_lost_in_a_power_cut_drops_its_batch_loudly_and_nothing_else(
 def test_a_spool_of_the_blob_in_sqlite_format_is_read_and_acked(tmp_path: Path) -> None:
     """Spools of the previous version kept each batch's events in ``batches.events``."""
     import pickle
-    import sqlite3
 
-    db = sqlite3.connect(tmp_path / "s.db")
-    db.executescript(
+    _write_by_hand(
+        tmp_path / "s.db",
         "CREATE TABLE batches (first INTEGER PRIMARY KEY, count INTEGER NOT NULL, resource TEXT"
         " NOT NULL, accepted_at REAL NOT NULL, events BLOB NOT NULL, acked BLOB);"
         "CREATE TABLE sequences (resource TEXT PRIMARY KEY, last INTEGER NOT NULL);"
-        "INSERT INTO sequences VALUES ('a.b', 2);"
+        "INSERT INTO sequences VALUES ('a.b', 2);",
+        "INSERT INTO batches VALUES (1, 2, 'a.b', 1.0, ?, NULL)",
+        [(pickle.dumps(([b"k0", b"k1"], [b"v0", b"v1"], ["m0", "m1"])),)],
     )
-    blob = pickle.dumps(([b"k0", b"k1"], [b"v0", b"v1"], ["m0", "m1"]))
-    db.execute("INSERT INTO batches VALUES (1, 2, 'a.b', 1.0, ?, NULL)", (blob,))
-    db.commit()
-    db.close()
     spool = Spool(tmp_path / "s.db")
     assert [(r.id, r.key, r.meta) for r in spool.pending(0, 10)] == [(1, b"k0", "m0"),
                                                                      (2, b"k1", "m1")]

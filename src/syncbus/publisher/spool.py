@@ -356,14 +356,15 @@ class Spool:
             return [(b.accepted_at, b.resource, n) for b, n in done]
 
     def _save(self, touched: Sequence[_Batch]) -> None:
-        done = [(b.first,) for b in touched if not b.left]
+        done = [b for b in touched if not b.left]
         partial = [(b.first, bytes(b.acked)) for b in touched if b.left]
         db = self._db
         db.execute("BEGIN IMMEDIATE")
         try:
             if done:
-                db.executemany("DELETE FROM batches WHERE first = ?", done)
-                db.executemany("DELETE FROM acks WHERE first = ?", done)
+                firsts = [(b.first,) for b in done]
+                db.executemany("DELETE FROM batches WHERE first = ?", firsts)
+                db.executemany("DELETE FROM acks WHERE first = ?", firsts)
             if partial:
                 db.executemany("INSERT OR REPLACE INTO acks VALUES (?, ?)", partial)
             db.execute("COMMIT")
@@ -371,10 +372,10 @@ class Spool:
             db.execute("ROLLBACK")
             raise
         if done:
-            gone = {first for (first,) in done}
-            for batch in touched:
-                if batch.first in gone and batch.blob is not None:
+            for batch in done:
+                if batch.blob is not None:
                     self._segments.release(batch.blob.segment)
+            gone = {b.first for b in done}
             self._batches = [b for b in self._batches if b.first not in gone]
             self._firsts = [b.first for b in self._batches]
 

@@ -17,7 +17,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from faust.types import Message
 from prometheus_client import CollectorRegistry
 
 from syncbus.admin.apply import apply_bus
@@ -29,8 +28,9 @@ from syncbus.core.policy import RoutingTable
 from syncbus.core.topics import H_DELIVERY_SEQUENCE, H_SOURCE_PARTITION
 from syncbus.core.views import ViewCache
 from syncbus.router.app import BatchHandler
+from syncbus.router.batching import Fetch
 from syncbus.router.compiled import CompiledPolicy
-from syncbus.router.engine import BatchOutput, RoutingEngine
+from syncbus.router.engine import BatchOutput, RawMessage, RoutingEngine
 from syncbus.router.metrics import RouterMetrics
 from syncbus.router.secrets import TokenSecrets
 from syncbus.router.sink import BatchSink, Delivery
@@ -60,16 +60,16 @@ class Table:
     whose records the "broker" confirms 50 ms after they are sent. The first record
     after a write marks a batch routed: how many messages were acked by then."""
 
-    def __init__(self, acked: list[Message]) -> None:
+    def __init__(self, acked: list[Fetch]) -> None:
         self.data: dict[str, int] = {}
         self.changelog: list[tuple[int, str, int]] = []
         self.confirmations: list[asyncio.Future[None]] = []
-        self.acked, self.acked_at_routing = acked, [len(acked)]
+        self.acked, self.acked_at_routing = acked, [0]
         self.routed = True
 
     def send_changelog(self, partition: int, key: str, value: int) -> asyncio.Future[None]:
         if not self.routed:
-            self.acked_at_routing.append(len(self.acked))
+            self.acked_at_routing.append(sum(len(f) for f in self.acked))
             self.routed = True
         self.changelog.append((partition, key, value))
         confirmed = asyncio.get_running_loop().create_future()
@@ -134,7 +134,7 @@ def test_batches_overlap_yet_ack_in_order_after_confirmation(kafka) -> None:  # 
     bus, names, conn = _prepared(kafka.bootstrap)
     codec = Codec()
     policy = CompiledPolicy(bus, TokenSecrets(SECRETS), codec, ViewCache(), names, os.urandom(32))
-    acked: list[Message] = []
+    acked: list[Fetch] = []
     table = Table(acked)
     sink = WatchedSink(conn, names.schemas, table=table)
     handler = BatchHandler(
@@ -145,43 +145,40 @@ def test_batches_overlap_yet_ack_in_order_after_confirmation(kafka) -> None:  # 
         depth=2,
     )
     writer = RawWriter(bus, kafka.bootstrap, names)
-    batches: list[list[Message]] = []
+    batches: list[Fetch] = []
     offsets = [0, 0, 0]
     for b in range(8):
-        batch = []
+        batch = Fetch()
         for i in range(36):
             partition = i % 3
             key, value, headers, _ = writer.encode(
                 RES, "CREATE", resident(REGIONS[i % len(REGIONS)], seed=b * 100 + i)
             )
-            batch.append(
-                Message(
-                    names.raw(RES), partition, offsets[partition], 0.0, 0, headers, key, value, None
-                )
+            batch.records.append(
+                RawMessage(names.raw(RES), partition, offsets[partition], key, value, headers)
             )
             offsets[partition] += 1
         batches.append(batch)
-    batch_of = {id(m): n for n, batch in enumerate(batches) for m in batch}
     unconfirmed_at_ack: list[int] = []
 
-    def ack(message: Message) -> None:
-        n = batch_of[id(message)]
+    def ack(fetch: Fetch) -> None:
+        n = batches.index(fetch)
         delivery = sink.deliveries[n]
         if delivery.pending or delivery.refused:
             unconfirmed_at_ack.append(n)
-        acked.append(message)
+        acked.append(fetch)
 
     async def route_all() -> None:
         for batch in batches:
             await handler.handle(batch, ack)
-        while len(acked) < sum(len(b) for b in batches):
+        while len(acked) < len(batches):
             await asyncio.sleep(0.01)
 
     asyncio.run(asyncio.wait_for(route_all(), 120))
 
     assert unconfirmed_at_ack == []
     assert sink.recorded_at_write == [True] * len(batches)  # numbers written ahead
-    assert acked == [m for batch in batches for m in batch]  # whole batches, in order
+    assert acked == batches  # each once, in order
     # batch 1 was routed while batch 0 was unconfirmed: the pipeline overlaps; and never
     # more than two batches were unacked (the depth)
     assert table.acked_at_routing[:2] == [0, 0] and len(table.acked_at_routing) == 8

@@ -41,26 +41,24 @@ import signal
 import sys
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NamedTuple, NoReturn, cast
 
 import faust
-from faust.types import Message
 from prometheus_client import CollectorRegistry
 
 from syncbus.admin.names import TopicNames
 from syncbus.connection import Connection
 from syncbus.core.codec import Codec
 from syncbus.core.views import ViewCache
-from syncbus.router.batching import BatchApp
+from syncbus.router.batching import BatchApp, BatchConsumer, Fetch
 from syncbus.router.compiled import CompiledPolicy
 from syncbus.router.engine import (
     DEFAULT_MAX_CONSECUTIVE_DEAD,
     BatchOutput,
-    RawMessage,
     RoutingEngine,
     tune_gc,
 )
@@ -104,8 +102,8 @@ def stop_unconfirmed(exc: BaseException) -> NoReturn:
 class _InFlight(NamedTuple):
     output: BatchOutput
     delivery: Delivery
-    messages: Sequence[Message]
-    ack: Callable[[Message], Any]
+    fetch: Fetch
+    ack: Callable[[Fetch], Any]
     started: float
 
 
@@ -139,18 +137,14 @@ class BatchHandler:
         assigned = self._assigned.get(key)
         return assigned if assigned is not None else int(self.table.data.get(key, 0))
 
-    async def handle(self, messages: Sequence[Message], ack: Callable[[Message], Any]) -> None:
-        """Route and write a batch; it is acked whole, later, once confirmed, or never."""
+    async def handle(self, fetch: Fetch, ack: Callable[[Fetch], Any]) -> None:
+        """Route and write a fetch; it is acked whole, later, once confirmed, or never."""
         if self._failure is not None:
             raise RuntimeError("an earlier batch was not confirmed") from self._failure
         if not self._in_flight:
             self._assigned.clear()  # the table holds every number handed out so far
         started = time.monotonic()
-        batch = [
-            RawMessage(m.topic, m.partition, m.offset, m.key, m.value, cast(Any, m.headers))
-            for m in messages
-        ]
-        output = self.engine.process(batch, datetime.now(UTC), self._sequence_of)
+        output = self.engine.process(fetch.records, datetime.now(UTC), self._sequence_of)
         recorded = []
         for key, (partition, sequence) in output.sequences.items():
             self._assigned[key] = sequence
@@ -158,7 +152,7 @@ class BatchHandler:
         for future in recorded:  # written ahead: no delivery carries an unrecorded number
             await future  # raises if the broker refused a record: nothing of it is written
         delivery = self.sink.write(output)
-        self._in_flight.append(_InFlight(output, delivery, messages, ack, started))
+        self._in_flight.append(_InFlight(output, delivery, fetch, ack, started))
         self.metrics.batches_in_flight.set(len(self._in_flight))
         if self._confirmer is None:
             self._confirmer = asyncio.ensure_future(self._confirm())
@@ -188,8 +182,8 @@ class BatchHandler:
             self._confirmer = None
 
     def _finish(self) -> None:
-        output, _delivery, messages, ack, started = self._in_flight[0]
-        self._done(output, messages, ack)
+        output, _delivery, fetch, ack, started = self._in_flight[0]
+        self._done(output, fetch, ack)
         self._in_flight.popleft()
         self._room.set()
         self.metrics.batches_in_flight.set(len(self._in_flight))
@@ -202,11 +196,10 @@ class BatchHandler:
         self._room.set()
         self._fail(cast(BaseException, self._failure))
 
-    def _done(self, output: BatchOutput, messages: Sequence[Message], ack: Any) -> None:
+    def _done(self, output: BatchOutput, fetch: Fetch, ack: Callable[[Fetch], Any]) -> None:
         for key, (_partition, sequence) in output.sequences.items():
             self.table.data[key] = sequence  # its changelog record was written ahead
-        for message in messages:
-            ack(message)
+        ack(fetch)
 
 
 def _broker_url(connection: Connection) -> str:
@@ -252,9 +245,9 @@ def build_app(config: RouterConfig, registry: CollectorRegistry | None = None) -
     handler = BatchHandler(engine, sink, table, metrics, config.pipeline_depth)
     source = app.topic(*raw_topics, key_serializer="raw", value_serializer="raw")
 
-    async def route_batch(messages: list[Message]) -> None:
+    async def route_batch(fetch: Fetch) -> None:
         try:
-            await handler.handle(messages, app.consumer.ack)
+            await handler.handle(fetch, cast(BatchConsumer, app.consumer).ack_fetch)
         except asyncio.CancelledError:
             raise
         except BaseException as exc:  # never let a batch we did not finish be acked

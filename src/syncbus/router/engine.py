@@ -22,7 +22,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 from syncbus.admin.names import TopicNames
 from syncbus.core import topics as t
@@ -47,6 +47,7 @@ __all__ = [
     "BatchOutput",
     "DeadLetterLimit",
     "RawMessage",
+    "RawRecord",
     "RefusedEvent",
     "RoutingEngine",
     "tune_gc",
@@ -61,13 +62,31 @@ Headers = list[tuple[str, bytes]]
 OutMessage = tuple[str, bytes | None, bytes, Headers]
 
 
+class RawRecord(Protocol):
+    """A consumed raw record as the engine reads it: the Kafka client's own record
+    (the router routes aiokafka's, unconverted) or a ``RawMessage``."""
+
+    @property
+    def topic(self) -> str: ...
+    @property
+    def partition(self) -> int: ...
+    @property
+    def offset(self) -> int: ...
+    @property
+    def key(self) -> bytes | None: ...
+    @property
+    def value(self) -> bytes | None: ...
+    @property
+    def headers(self) -> Sequence[tuple[str, bytes]] | None: ...
+
+
 class RawMessage(NamedTuple):
     topic: str
     partition: int
     offset: int
     key: bytes | None
     value: bytes | None
-    headers: Headers | None
+    headers: Sequence[tuple[str, bytes]] | None
 
 
 @dataclass
@@ -147,7 +166,7 @@ class RoutingEngine:
         self.policy = policy
 
     def process(
-        self, batch: Sequence[RawMessage], now: datetime, sequence_of: Callable[[str], int]
+        self, batch: Sequence[RawRecord], now: datetime, sequence_of: Callable[[str], int]
     ) -> BatchOutput:
         out = BatchOutput(schemas=self._pending_schemas, events=len(batch))
         self._pending_schemas = []
@@ -173,7 +192,7 @@ class RoutingEngine:
             masker.forget()
         return out
 
-    def _limit_reached(self, message: RawMessage, exc: Exception) -> DeadLetterLimit:
+    def _limit_reached(self, message: RawRecord, exc: Exception) -> DeadLetterLimit:
         return DeadLetterLimit(
             f"{self.consecutive_dead} events in a row could not be routed, the last at "
             f"{message.topic}[{message.partition}]@{message.offset}: {type(exc).__name__}: "
@@ -222,7 +241,7 @@ class RoutingEngine:
 
     def _deliver(
         self,
-        message: RawMessage,
+        message: RawRecord,
         writer_fp: bytes,
         rr: ResourceRoute,
         record: dict[str, Any],
@@ -332,7 +351,7 @@ class RoutingEngine:
 
     def _dead_letter(
         self,
-        message: RawMessage,
+        message: RawRecord,
         rr: ResourceRoute | None,
         record: dict[str, Any] | None,
         exc: Exception,

@@ -26,16 +26,15 @@ import pickle
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import click
 import faust
 from confluent_kafka import Producer
-from faust.types import Message
 from faust.worker import Worker
 
 from syncbus.connection import Connection
-from syncbus.router.batching import BatchApp
+from syncbus.router.batching import BatchApp, BatchConsumer, Fetch
 
 MODES = ("take_events", "batches", "io")
 
@@ -96,9 +95,9 @@ def build(
         written: dict[bytes, list[Any]] = pickle.loads(outputs.read_bytes())
         producer = Producer(Connection(bootstrap).confluent(**PRODUCER_DEFAULTS))
 
-        def produce(messages: list[Message]) -> None:
+        def produce(fetch: Fetch) -> None:
             send = producer.produce
-            for message in messages:
+            for message in fetch.records:
                 for out_topic, key, value, headers in written[message.value or b""]:
                     while True:
                         try:
@@ -124,12 +123,11 @@ def build(
         return plain
     app = BatchApp(app_id, **settings)
 
-    async def handle(messages: list[Message]) -> None:
+    async def handle(fetch: Fetch) -> None:
         if produce is not None:
-            produce(messages)
-        for message in messages:
-            app.consumer.ack(message)
-        clock.taken(len(messages))
+            produce(fetch)
+        cast(BatchConsumer, app.consumer).ack_fetch(fetch)
+        clock.taken(len(fetch))
 
     app.route_batches([topic], handle)
 

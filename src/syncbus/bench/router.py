@@ -422,6 +422,11 @@ def command(
     as_json: bool,
 ) -> None:
     """Events/s through a router worker and through a plain confluent-kafka loop."""
+    if floor and events <= batch:
+        raise click.UsageError(
+            f"--floor times the fetches after the first, so it needs more --events than "
+            f"--batch ({events} <= {batch}); raise --events or lower --batch"
+        )
     conn = Connection.from_env(bootstrap)
     bus = load_bus(Path(settings.get("streams")), Path(settings.get("schemas")))
     click.echo(f"preparing {events} {resource} events ...", err=True)

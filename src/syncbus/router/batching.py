@@ -156,6 +156,8 @@ class BatchConsumer(faust_aiokafka.Consumer):
         """Faust's read-offset bookkeeping for one partition's records: skip offsets
         already read, record gaps (compaction, transaction markers) so commits can
         pass them. Taken records go to ``fetch``; True when any was taken."""
+        if not records:
+            return False
         read = self._read_offset[tp]
         if read is not None and records[0].offset < read:
             records = [r for r in records if r.offset >= read]

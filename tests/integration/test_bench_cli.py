@@ -39,7 +39,7 @@ def test_bench_router_with_its_floors_reports_every_figure(kafka: LocalKafka) ->
     assert result["benchmark"] == "router" and result["events"] == 600
     assert result["deliveries_per_run"] > 600  # residents fan out to city and province
     for figure in ("syncbus_eps", "baseline_eps", "ratio", "router_rss_mb",
-                   "faust_take_events_eps", "faust_batches_eps", "faust_io_eps"):
+                   "faust_take_events_eps", "faust_batches_eps", "faust_io_eps", "engine_eps"):
         assert result[figure] > 0, figure
     assert _bench_topics(kafka) == []
 

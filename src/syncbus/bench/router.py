@@ -20,8 +20,9 @@ from its high watermarks, so counting costs nothing). Runs alternate; medians.
 its stream path (``take_events``, doing nothing), on the router's batch path
 (fetches handed to a handler that only acks), and that path writing the router's
 exact output for each event with no routing work (``io``: what any engine, however
-fast, would still cost here), so the ceilings are measured in the same run, not
-assumed.
+fast, would still cost here); and the routing engine alone on the same events, in
+this process, with no Kafka at all (``engine_eps``: what our own work allows). So
+the ceilings are measured in the same run, not assumed.
 """
 
 from __future__ import annotations
@@ -348,6 +349,28 @@ def _router_output(
     return written
 
 
+def _engine_alone(bus: Bus, resource: str, events: list[Any], batch: int) -> float:
+    """Events/s of the routing engine by itself, in this process, on the same events in
+    batches of ``batch``: what the router's own work allows, whatever Kafka and Faust cost."""
+    names = TopicNames("")
+    codec = Codec()
+    secrets = TokenSecrets({s: uuid.uuid4().hex for s in bus.subscribers})
+    engine = RoutingEngine(
+        CompiledPolicy(bus, secrets, codec, ViewCache(), names, os.urandom(32)), codec, names
+    )
+    raw = [
+        RawMessage(names.raw(resource), offset % 3, offset, key, value, headers)
+        for offset, (key, value, headers) in enumerate(events)
+    ]
+    batches = [raw[i : i + batch] for i in range(0, len(raw), batch)]
+    sequences: dict[str, int] = {}
+    started = time.perf_counter()
+    for chunk in batches:
+        output = engine.process(chunk, datetime.now(UTC), lambda key: sequences.get(key, 0))
+        sequences.update({k: v for k, (_, v) in output.sequences.items()})
+    return len(raw) / (time.perf_counter() - started)
+
+
 def _run_floor(
     bus: Bus,
     conn: Connection,
@@ -408,7 +431,8 @@ def _run_floor(
     "--floor",
     is_flag=True,
     help="Also time Faust alone taking the same events (take_events; the router's batches; "
-    "io: batches plus writing the router's exact output, i.e. the router with free routing).",
+    "io: batches plus writing the router's exact output, i.e. the router with free routing), "
+    "and the routing engine alone, in this process, without Kafka.",
 )
 @click.option("--json", "as_json", is_flag=True, help="End with one JSON line of the results.")
 def command(
@@ -434,6 +458,7 @@ def command(
     secret_map = {s: uuid.uuid4().hex for s in bus.subscribers}
     sy, base, rss = [], [], []
     floors: dict[str, list[float]] = {"take_events": [], "batches": [], "io": []}
+    engine_alone: list[float] = []
     with tempfile.TemporaryDirectory(prefix="syncbus-bench-router-") as tmp:
         secrets_file = Path(tmp, "secrets.json")
         secrets_file.write_text(json.dumps(secret_map))
@@ -460,6 +485,9 @@ def command(
                 click.echo(
                     f"run {run}: Faust alone, {mode}: {floors[mode][-1]:,.0f} ev/s", err=True
                 )
+            if floor:
+                engine_alone.append(_engine_alone(bus, resource, pool, batch))
+                click.echo(f"run {run}: engine alone: {engine_alone[-1]:,.0f} ev/s", err=True)
     result = {
         "benchmark": "router",
         "events": events,
@@ -474,6 +502,8 @@ def command(
     for mode, values in floors.items():
         if values:
             result[f"faust_{mode}_eps"] = round(statistics.median(values))
+    if engine_alone:
+        result["engine_eps"] = round(statistics.median(engine_alone))
     click.echo(f"syncbus router   {result['syncbus_eps']:>10,} ev/s (median of {runs})")
     click.echo(f"baseline loop    {result['baseline_eps']:>10,} ev/s")
     click.echo(f"ratio            {result['ratio']:>10}")
@@ -481,5 +511,7 @@ def command(
     for mode in floors:
         if f"faust_{mode}_eps" in result:
             click.echo(f"Faust alone, {mode:<12} {result[f'faust_{mode}_eps']:>10,} ev/s")
+    if "engine_eps" in result:
+        click.echo(f"{'engine alone, no Kafka':<25} {result['engine_eps']:>10,} ev/s")
     if as_json:
         click.echo(json.dumps(result))

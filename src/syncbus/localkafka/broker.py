@@ -228,7 +228,13 @@ log.segment.bytes=67108864
 
 
 def _cluster_id() -> str:
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    """A random cluster id as Kafka makes one (``Uuid.randomUuid``): 16 bytes in
+    URL-safe base64, never starting with "-", which the storage tool would take for
+    an option (one start in 64 failed with "--cluster-id/-t: expected one argument")."""
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cluster_id.startswith("-"):
+            return cluster_id
 
 
 def _java_cmd(java: str, jars: Path, dir: Path) -> list[str]:

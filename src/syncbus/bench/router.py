@@ -331,19 +331,32 @@ def _run_baseline(
             loop.join(30)
 
 
+def _offline_engine(bus: Bus, names: TopicNames) -> RoutingEngine:
+    """The real engine on the bus's policy, with fresh token secrets, outside any router."""
+    codec = Codec()
+    secrets = TokenSecrets({s: uuid.uuid4().hex for s in bus.subscribers})
+    return RoutingEngine(
+        CompiledPolicy(bus, secrets, codec, ViewCache(), names, os.urandom(32)), codec, names
+    )
+
+
+def _as_consumed(names: TopicNames, resource: str, events: list[Any]) -> list[RawMessage]:
+    """The events as the router would consume them from the raw topic (3 partitions)."""
+    return [
+        RawMessage(names.raw(resource), offset % 3, offset, key, value, headers)
+        for offset, (key, value, headers) in enumerate(events)
+    ]
+
+
 def _router_output(
     bus: Bus, names: TopicNames, resource: str, events: list[Any]
 ) -> dict[bytes, list[Any]]:
     """What the real engine writes for each distinct event (deliveries, then audit)."""
-    codec = Codec()
-    secrets = TokenSecrets({s: uuid.uuid4().hex for s in bus.subscribers})
-    engine = RoutingEngine(
-        CompiledPolicy(bus, secrets, codec, ViewCache(), names, os.urandom(32)), codec, names
-    )
+    engine = _offline_engine(bus, names)
     written: dict[bytes, list[Any]] = {}
-    for offset, (key, value, headers) in enumerate(events):
+    for raw in _as_consumed(names, resource, events):
+        value = raw.value or b""
         if value not in written:
-            raw = RawMessage(names.raw(resource), offset % 3, offset, key, value, headers)
             out = engine.process([raw], datetime.now(UTC), lambda _: 0)
             written[value] = out.deliveries + out.audit
     return written
@@ -353,15 +366,8 @@ def _engine_alone(bus: Bus, resource: str, events: list[Any], batch: int) -> flo
     """Events/s of the routing engine by itself, in this process, on the same events in
     batches of ``batch``: what the router's own work allows, whatever Kafka and Faust cost."""
     names = TopicNames("")
-    codec = Codec()
-    secrets = TokenSecrets({s: uuid.uuid4().hex for s in bus.subscribers})
-    engine = RoutingEngine(
-        CompiledPolicy(bus, secrets, codec, ViewCache(), names, os.urandom(32)), codec, names
-    )
-    raw = [
-        RawMessage(names.raw(resource), offset % 3, offset, key, value, headers)
-        for offset, (key, value, headers) in enumerate(events)
-    ]
+    engine = _offline_engine(bus, names)
+    raw = _as_consumed(names, resource, events)
     batches = [raw[i : i + batch] for i in range(0, len(raw), batch)]
     sequences: dict[str, int] = {}
     started = time.perf_counter()

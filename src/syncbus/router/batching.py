@@ -164,8 +164,9 @@ class BatchConsumer(faust_aiokafka.Consumer):
             if not records:
                 return False
         first, last = records[0].offset, records[-1].offset
-        contiguous = last - first == len(records) - 1 and not (read and first - read > 1)
-        if not contiguous and self.app.topics.acks_enabled_for(tp.topic):
+        dense = last - first == len(records) - 1  # no gap inside this fetch
+        gapped = not dense or bool(read and first - read > 1)
+        if gapped and self.app.topics.acks_enabled_for(tp.topic):
             previous = read
             for record in records:
                 if previous and record.offset - previous > 1:
@@ -174,10 +175,7 @@ class BatchConsumer(faust_aiokafka.Consumer):
         self._read_offset[tp] = last
         if fetch is not None:
             fetch.records += records
-            fetch.offsets[tp] = (
-                range(first, last + 1) if last - first == len(records) - 1
-                else [r.offset for r in records]
-            )
+            fetch.offsets[tp] = range(first, last + 1) if dense else [r.offset for r in records]
         return True
 
     def ack_fetch(self, fetch: Fetch) -> None:

@@ -1,8 +1,9 @@
 """Builds the optional native parts; everything else is in pyproject.toml.
 
 ``syncbus.core._avro_native`` (the Avro codec), ``syncbus.core._formats`` (the
-check digits of citizen IDs and USCCs) and ``syncbus.publisher._rows`` (the
-publisher's loop over new-state changes) are C compiled from Cython.
+check digits of citizen IDs and USCCs), ``syncbus.publisher._rows`` (the
+publisher's loop over new-state changes) and ``syncbus.router._bytepath`` (the
+router's byte path, with SHA-256 from ``_sha256.h``) are C compiled from Cython.
 ``optional=True``: on a machine without a C compiler the install still succeeds,
 the codec uses fastavro for everything and the rest their Python versions, which
 give the same bytes and verdicts, several times slower (``tests/unit/test_avro_native.py``
@@ -24,6 +25,14 @@ setup(
             Extension(
                 "syncbus.core._formats",
                 ["src/syncbus/core/_formats.pyx"],
+                optional=True,
+                extra_compile_args=["-O2"],
+            ),
+            Extension(
+                "syncbus.router._bytepath",
+                ["src/syncbus/router/_bytepath.pyx"],
+                include_dirs=["src/syncbus/router"],
+                depends=["src/syncbus/router/_sha256.h"],
                 optional=True,
                 extra_compile_args=["-O2"],
             ),

@@ -254,6 +254,7 @@ class Masker:
         if plan.needs_secret and not secret:
             raise ValueError("this grant tokenises values and needs the subscriber's secret")
         self.plan = plan
+        self.secret = secret  # the router's byte path computes the same tokens in C
         self._token = tokeniser(secret or b"")
         self._record = _compile_masking(plan, self._token)
         self._key_raw = plan.key_action == PASS

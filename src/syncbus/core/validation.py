@@ -62,7 +62,7 @@ def _date_ok(yyyymmdd: str) -> bool:
 
 
 @lru_cache(maxsize=65536)
-def _birth_place_ok(region: str, year: str) -> bool:
+def birth_place_ok(region: str, year: str) -> bool:
     """stdnum's own verdict on a birth place (a code valid in the birth year), cached."""
     try:
         ric.get_birth_place(f"{region}{year}01010000")
@@ -77,7 +77,7 @@ def _citizen_id_ok(v: str) -> bool:
     return (
         len(v) == 18 and head.isascii() and head.isdigit()
         and v[17] == _RIC_CHECK[(1 - 2 * int(head, 13)) % 11]
-        and _date_ok(v[6:14]) and _birth_place_ok(v[:6], v[6:10])
+        and _date_ok(v[6:14]) and birth_place_ok(v[:6], v[6:10])
     )
 
 
@@ -114,7 +114,7 @@ except ImportError:  # no C compiler where this was installed: the Python versio
     _native_formats = None
 
 _FAST_FORMATS: dict[str, Callable[[str], bool]] = {
-    "citizen_id": (_native_formats.CitizenIdCheck(_birth_place_ok) if _native_formats
+    "citizen_id": (_native_formats.CitizenIdCheck(birth_place_ok) if _native_formats
                    else _citizen_id_ok),
     "uscc": _native_formats.uscc_ok if _native_formats else _uscc_ok,
     "region_code": _region_ok,
@@ -419,6 +419,7 @@ __all__ = [
     "FieldError",
     "ValidationError",
     "Validator",
+    "birth_place_ok",
     "check_format",
     "compile_validator",
     "fast_format_check",

@@ -8,6 +8,11 @@ topic, partition, offset and the reason; a decodable record is dead-lettered
 masked. The Faust adapter and the benchmark's plain confluent-kafka loop both
 run this same engine, so they compare frameworks, not work.
 
+Most events never reach the Python code below: where ``_bytepath`` (C) vouches for
+an event, it routes it from its bytes and produces exactly what this code would
+(tests compare both byte for byte); every event it does not vouch for, and every
+bad one, takes the Python path, which stays the reference.
+
 Dead letters are for bad input, not for a bad router: when ``max_consecutive_dead``
 events in a row fail (a broken deploy, schemas never applied, a masking bug), the
 engine raises ``DeadLetterLimit`` instead of dead-lettering the whole stream, and
@@ -22,6 +27,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from types import ModuleType
 from typing import Any, NamedTuple, Protocol
 
 from syncbus.admin.names import TopicNames
@@ -37,6 +43,7 @@ from syncbus.core.topics import (
     H_ROUTED_AT,
     H_SOURCE_PARTITION,
 )
+from syncbus.core.validation import birth_place_ok
 from syncbus.core.views import NULL_ROUTER_TAIL, avro_long, routed_at_suffix
 from syncbus.router import DEFAULT_MAX_CONSECUTIVE_DEAD
 from syncbus.router.compiled import CompiledPolicy, GrantRoute, ResourceRoute, schema_record
@@ -57,6 +64,12 @@ __all__ = [
 _REWRITTEN = frozenset({t.H_OP, t.H_REGION, t.H_OLD_REGION, t.H_FINGERPRINT})
 _TOKEN_PREFIX = b"\x02" + bytes((TOKEN_LENGTH << 1,))  # key union branch 1, then its length
 _GOT = re.compile(r"\s*\(got [^)]*\)")
+
+_bytepath: ModuleType | None
+try:  # the byte path in C, compiled from Cython at install time (setup.py)
+    from syncbus.router import _bytepath
+except ImportError:  # no C compiler where this was installed: every event takes Python
+    _bytepath = None
 
 Headers = list[tuple[str, bytes]]
 OutMessage = tuple[str, bytes | None, bytes, Headers]
@@ -148,6 +161,7 @@ class RoutingEngine:
         codec: Codec,
         names: TopicNames,
         max_consecutive_dead: int = DEFAULT_MAX_CONSECUTIVE_DEAD,
+        byte_path: bool = True,
     ) -> None:
         if max_consecutive_dead < 1:
             raise ValueError(f"max_consecutive_dead must be at least 1, not {max_consecutive_dead}")
@@ -159,11 +173,14 @@ class RoutingEngine:
         self._pending_schemas = [schema_record(v) for v in policy.new_views]
         self._resources: dict[str, str] = {}
         self._regions: dict[str, bool] = {}
+        self.byte_path = byte_path and _bytepath is not None
+        self._byte_routes: dict[str, Any] = {}  # raw topic -> its ByteRoute, or None
 
     def set_policy(self, policy: CompiledPolicy) -> None:
         """Swap in a new policy between batches; its new view schemas go out first."""
         self._pending_schemas += [schema_record(v) for v in policy.new_views]
         self.policy = policy
+        self._byte_routes = {}
 
     def process(
         self, batch: Sequence[RawRecord], now: datetime, sequence_of: Callable[[str], int]
@@ -171,14 +188,19 @@ class RoutingEngine:
         out = BatchOutput(schemas=self._pending_schemas, events=len(batch))
         self._pending_schemas = []
         work = _Batch(out, now, sequence_of)
+        byte_routes = self._byte_routes
         for message in batch:
             rr: ResourceRoute | None = None
             record: dict[str, Any] | None = None
             try:
-                rr = self.policy.resource(self._resource_of(message.topic))
-                record, writer_fp = self.codec.decode(message.value or b"", rr.reader_fp)
-                self._check(rr, record)
-                self._deliver(message, writer_fp, rr, record, work)
+                fast = byte_routes.get(message.topic, _UNSET)
+                if fast is _UNSET:
+                    fast = self._byte_route(message.topic)
+                if fast is None or not fast.route(message, work):
+                    rr = self.policy.resource(self._resource_of(message.topic))
+                    record, writer_fp = self.codec.decode(message.value or b"", rr.reader_fp)
+                    self._check(rr, record)
+                    self._deliver(message, writer_fp, rr, record, work)
             except Exception as exc:  # every failure of one event is that event's dead letter
                 out.dead.append(self._dead_letter(message, rr, record, exc, now))
                 out.dead_by_error[type(exc).__name__] += 1
@@ -187,6 +209,9 @@ class RoutingEngine:
                     raise self._limit_reached(message, exc) from exc
             else:
                 self.consecutive_dead = 0
+        for fast in byte_routes.values():
+            if fast is not None:
+                fast.finish(out.delivered)
         work.finish()
         for masker in self.policy.maskers:  # tokens are remembered for one batch only
             masker.forget()
@@ -200,6 +225,22 @@ class RoutingEngine:
             f"If the router is at fault (schemas or policy not applied, a bad deploy), fix "
             f"it and restart; if the input really is this bad, raise --max-consecutive-dead."
         )
+
+    def _byte_route(self, topic: str) -> Any:
+        """The byte route of a raw topic's resource, compiled once per policy; None where
+        the byte path is off or does not know the resource's schema or plans."""
+        route = None
+        if self.byte_path and _bytepath is not None:
+            try:
+                rr = self.policy.resource(self._resource_of(topic))
+            except Exception:  # not a resource of the policy: the Python path dead-letters
+                rr = None
+            if rr is not None:
+                route = _bytepath.compile_byte_route(
+                    rr, self.policy.table, self.names, birth_place_ok
+                )
+        self._byte_routes[topic] = route
+        return route
 
     def _valid_region(self, region: str | None) -> bool:
         """``is_valid_region``, remembered: GB/T 2260 has a few thousand codes."""
@@ -385,7 +426,8 @@ def _event_id(raw: bytes, record: dict[str, Any]) -> str:
     return str(record["event_id"])
 
 
-_UUID_LENGTH = bytes((36 << 1,))  # zig-zag varint of 36
+_UUID_LENGTH = bytes((36 << 1,))
+_UNSET = object()  # zig-zag varint of 36
 
 
 def _with_key(

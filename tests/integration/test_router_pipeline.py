@@ -164,7 +164,7 @@ def test_batches_overlap_yet_ack_in_order_after_confirmation(kafka) -> None:  # 
     def ack(fetch: Fetch) -> None:
         n = batches.index(fetch)
         delivery = sink.deliveries[n]
-        if delivery.pending or delivery.refused:
+        if not delivery.done or delivery.refused:
             unconfirmed_at_ack.append(n)
         acked.append(fetch)
 

@@ -341,6 +341,8 @@ cdef Py_ssize_t _address_cut(const unsigned char* s, Py_ssize_t n):
         if s[i] == 10:
             stop = i
             break
+        if s[i] < 0xE5 or s[i] > 0xE8:  # no marker starts here (their lead bytes: E5-E8)
+            continue
         start = 0
         while start < markers_len:
             size = 0
@@ -386,6 +388,21 @@ cdef int _mask_text(int kind, const unsigned char* s, Py_ssize_t n, Buf* out) ex
         out.len = mark
         _put_stars(out, chars if chars > 1 else 1)
     return 0
+
+
+cdef inline Py_ssize_t _decimal(long long n, char* out) noexcept nogil:
+    """``str(n)`` of a delivery sequence (positive) into ``out``; its length."""
+    cdef char tmp[24]
+    cdef Py_ssize_t i = 0, j
+    if n <= 0:
+        return snprintf(out, 24, "%lld", n)
+    while n:
+        tmp[i] = <char>(48 + n % 10)
+        n //= 10
+        i += 1
+    for j in range(i):
+        out[j] = tmp[i - 1 - j]
+    return i
 
 
 cdef int _year(int64_t days) noexcept nogil:
@@ -868,7 +885,7 @@ cdef class ByteRoute:
             memcpy(w + p, sequence_bytes, sequence_len)
             p += sequence_len
             memcpy(w + p, PyBytes_AS_STRING(suffix), PyBytes_GET_SIZE(suffix))
-            digits_len = snprintf(digits, 24, "%lld", sequence)
+            digits_len = _decimal(sequence, digits)
             fixed = g.headers
             headers = PyList_New(n_base + 3 + len(fixed) + len(batch_headers))
             i = 0

@@ -101,14 +101,18 @@ class Delivery:
                 self._by_content[message[0], message[1], message[2]].append(message)
         return not self.refused and self._sink.idle()
 
-    async def confirmed(self, poll_interval: float = 0.001) -> None:
-        """Wait, without blocking the event loop, until the broker acknowledged it all."""
+    async def confirmed(self, poll_interval: float = 0.004) -> None:
+        """Wait, without blocking the event loop, until the broker acknowledged it all.
+
+        ``poll`` (which serves refusal reports) hands the interpreter lock to the
+        consumer thread and back, so it runs every few ms, not on every turn; a
+        refusal report keeps ``len(producer)`` above 0 until it is served."""
         poll = self._sink.producer.poll
         while True:
-            poll(0)
             if self._settled():
                 self._confirm()
                 return
+            poll(0)
             await asyncio.sleep(poll_interval)
 
     def confirmed_blocking(self, timeout: float = 300.0) -> None:

@@ -458,14 +458,18 @@ def _with_key(
 def tune_gc() -> None:
     """Collect garbage less often in a routing process.
 
-    A batch allocates hundreds of thousands of short-lived tuples, lists and bytes,
-    none of them in cycles; with the default gen-0 threshold (700) the collector
-    runs hundreds of times per batch, rescanning everything that survived. Objects
-    alive at startup (modules, schemas, compiled plans) are frozen out of it.
+    A batch allocates hundreds of thousands of tuples, lists and bytes, none of them
+    in cycles, and keeps them until the broker confirms it. A collection walks the
+    young objects still alive, which between batches are at most the two batches in
+    flight, so collecting once per million allocations (about ten batches of 5,000
+    events) instead of once per 50,000 walks each output object about once instead
+    of twenty times (engine alone: 12.5 -> 10.5 us per event). Only cyclic garbage
+    waits for it, and a batch makes little. Objects alive at startup (modules,
+    schemas, compiled plans) are frozen out of it.
     """
     gc.collect()
     gc.freeze()
-    gc.set_threshold(50_000, 20, 100)
+    gc.set_threshold(1_000_000, 20, 100)
 
 
 def _reason(exc: Exception) -> str:

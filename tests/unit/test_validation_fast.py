@@ -23,9 +23,9 @@ from syncbus.core.catalog import Bus
 from syncbus.core.codec import MAGIC, Codec
 from syncbus.core.fake import RESOURCE_SCHEMAS, citizen_id, make_records, uscc_for
 from syncbus.core.validation import (
-    _birth_place_ok,
     _citizen_id_ok,
     _uscc_ok,
+    birth_place_ok,
     check_format,
     compile_validator,
     fast_format_check,
@@ -157,7 +157,7 @@ def test_the_c_format_checks_answer_as_the_python_ones(
     seed: int, region: str, born: dt.date, noise: str
 ) -> None:
     assert _formats is not None, NOT_BUILT
-    citizen_ok, uscc_ok = _formats.CitizenIdCheck(_birth_place_ok), _formats.uscc_ok
+    citizen_ok, uscc_ok = _formats.CitizenIdCheck(birth_place_ok), _formats.uscc_ok
     rng = random.Random(seed)
     ids = [citizen_id(region, born, rng) for _ in range(3)]
     ids += [mutate(v, rng, ID_CHARS) for v in ids] + [v[:-1] + rng.choice(ID_CHARS) for v in ids]

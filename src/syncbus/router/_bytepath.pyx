@@ -87,6 +87,7 @@ cdef enum:
     K_BIRTH_DATE = 4
     K_ADDRESS = 5
 
+cdef unsigned char _REGION_VERDICT[1000000]  # six-digit code -> 0 unknown, 1 valid, 2 not
 cdef int64_t _FIRST_DAY = -719162  # 0001-01-01, datetime.date's first day, from 1970
 cdef int64_t _LAST_DAY = 2932896  # 9999-12-31
 cdef int64_t _FIRST_MICROS = -62135596800000000  # datetime's range, as decoded
@@ -528,8 +529,23 @@ cdef class ByteRoute:
     # ---------------------------------------------------------- vouching
 
     cdef int _valid_region(self, const unsigned char* s, Py_ssize_t n) except -1:
-        cdef bytes key = PyBytes_FromStringAndSize(<const char*>s, n)
-        cdef PyObject* found = PyDict_GetItem(self.regions, key)
+        """``is_valid_region``, remembered: per six-digit code in a C table, per other
+        text in a bounded dict."""
+        cdef int i, code = 0
+        cdef bytes key
+        cdef PyObject* found
+        if n == 6:
+            for i in range(6):
+                if s[i] < 48 or s[i] > 57:
+                    break
+                code = code * 10 + s[i] - 48
+            else:
+                if not _REGION_VERDICT[code]:
+                    valid = _is_valid_region((<const char*>s)[:6].decode())
+                    _REGION_VERDICT[code] = 1 if valid else 2
+                return _REGION_VERDICT[code] == 1
+        key = PyBytes_FromStringAndSize(<const char*>s, n)
+        found = PyDict_GetItem(self.regions, key)
         if found != NULL:
             return <object>found is True
         if len(self.regions) > 100_000:  # junk codes must not grow memory
@@ -792,7 +808,7 @@ cdef class ByteRoute:
         cdef unsigned char token_enc[34]
         cdef long long sequence
         cdef uint64_t zz
-        cdef bytes value, audit_value, suffix_head, tail, audit_tail, view_header
+        cdef bytes value, audit_value, suffix_head, audit_tail, suffix, audit_end
         cdef char* w
         cdef int i, n_base, key_null = key_slot.is_null
         cdef PyObject* found
@@ -986,6 +1002,8 @@ cdef _View _view(_Record record, list fields, object plan, bytes fingerprint, ob
     cdef int i
     if [rule.name for rule in plan.rules] != [f["name"] for f in fields]:
         raise _Ineligible("plan fields")
+    if secret is not None and type(secret) is not bytes:
+        raise _Ineligible("a secret that is not bytes")
     for i, rule in enumerate(plan.rules):
         field_type = record.fields[i].type
         view.kind[i] = 0
@@ -1051,7 +1069,7 @@ def compile_byte_route(rr, table, names, birth_place_ok):
                 g.view = views[view_key]
             g.key_token = plan.key_action != PASS
             if g.key_token:
-                if not secret:
+                if not secret or type(secret) is not bytes:
                     return None
                 sb_hmac_key_init(&g.secret, <const unsigned char*>PyBytes_AS_STRING(secret),
                                  PyBytes_GET_SIZE(secret))

@@ -18,9 +18,10 @@ know) makes ``route`` return False before it has written anything, and the
 Python path, the reference, routes or dead-letters that event.
 
 API:
-    compile_byte_route(rr, table, names) -> ByteRoute | None
-    ByteRoute.route(message, batch) -> bool; ByteRoute.finish(delivered_counter)
-    mask_text(kind, text) -> str | None; date_year_mask(days) -> str (tests)
+    compile_byte_route(rr, table, names, birth_place_ok) -> ByteRoute | None
+    ByteRoute.route(message, batch) -> bool; ByteRoute.finish(delivered_counter);
+        ByteRoute.routed (events it answered for)
+    mask_text(kind, text) -> str; date_year_mask(days) -> str (tests)
     hmac_token(secret, text) -> str (tests)
 """
 
@@ -29,10 +30,9 @@ from cpython.dict cimport PyDict_GetItem, PyDict_SetItem
 from cpython.list cimport PyList_New, PyList_SET_ITEM
 from cpython.object cimport PyObject
 from cpython.ref cimport Py_INCREF
-from cpython.tuple cimport PyTuple_New, PyTuple_SET_ITEM
 from libc.stdint cimport int64_t, uint64_t
 from libc.stdio cimport snprintf
-from libc.stdlib cimport free, malloc, realloc
+from libc.stdlib cimport free, realloc
 from libc.string cimport memcmp, memcpy, memset
 
 from syncbus.core import topics as _t
@@ -42,11 +42,9 @@ from syncbus.core.envelope import ENVELOPE as _ENVELOPE
 from syncbus.core.envelope import OPS as _OPS
 from syncbus.core.masking import DROP, MASK, PASS, TOKEN, TOKEN_LENGTH
 from syncbus.core.regions import is_valid_region as _is_valid_region
-from syncbus.core.schemas import field_pii as _field_pii
 
 cdef extern from "Python.h":
     bint PyBytes_CheckExact(object o)
-    int _PyBytes_Resize(PyObject** bytes, Py_ssize_t newsize) except -1
 
 cdef extern from "_sha256.h":
     ctypedef struct sb_hmac_key:
@@ -56,6 +54,9 @@ cdef extern from "_sha256.h":
 
 DEF MAX_FIELDS = 64
 DEF HEADER = 10  # MAGIC + 8-byte fingerprint
+DEF TOKEN_CHARS = 32  # hex characters of a keyed token, as sb_hmac_token writes them
+if _HEADER_LEN != HEADER or TOKEN_LENGTH != TOKEN_CHARS:
+    raise ImportError("the byte path's header or token length differs from the codec's")
 
 # field types the byte path knows (others: the resource keeps the Python path)
 cdef enum:
@@ -631,7 +632,7 @@ cdef class ByteRoute:
             elif action == A_TOKEN:
                 sb_hmac_token(&view.key, d + s.vstart, s.vend - s.vstart, token)
                 _put(out, b"\x02\x40", 2)  # branch 1, length 32
-                _put(out, token, 32)
+                _put(out, token, TOKEN_CHARS)
             else:
                 text = &self.text
                 text.len = 0
@@ -650,8 +651,8 @@ cdef class ByteRoute:
         written nothing, when the byte path does not vouch for it."""
         cdef bytes raw
         cdef const unsigned char* d
-        cdef Py_ssize_t pos, end, key_start, key_end, region_start, mid_start, mid_end
-        cdef Py_ssize_t region_v, region_n, eid_start, records_start
+        cdef Py_ssize_t pos, end, key_start, key_end, mid_end
+        cdef Py_ssize_t region_v, region_n, eid_start
         cdef int64_t op, branch, n
         cdef Slot before[MAX_FIELDS]
         cdef Slot after[MAX_FIELDS]
@@ -659,7 +660,7 @@ cdef class ByteRoute:
         cdef Slot* source
         cdef FieldSpec text_spec
         memset(&text_spec, 0, sizeof(FieldSpec))
-        cdef Slot key_slot, region_slot
+        cdef Slot text_slot, key_slot, region_slot
         value = message.value
         if not PyBytes_CheckExact(value):
             return False
@@ -686,13 +687,13 @@ cdef class ByteRoute:
         pos += 36
         text_spec.type = T_STRING
         text_spec.nullable = 0
-        if _scan_value(&text_spec, d, &pos, end, &key_slot) < 0:  # source
+        if _scan_value(&text_spec, d, &pos, end, &text_slot) < 0:  # source
             return False
-        if _sized(d, &pos, end, &key_slot.vstart) < 0:  # resource
+        if _sized(d, &pos, end, &text_slot.vstart) < 0:  # resource: this topic's
             return False
-        if pos - key_slot.vstart != PyBytes_GET_SIZE(self.resource_bytes) or memcmp(
-                d + key_slot.vstart, PyBytes_AS_STRING(self.resource_bytes),
-                pos - key_slot.vstart) != 0:
+        if pos - text_slot.vstart != PyBytes_GET_SIZE(self.resource_bytes) or memcmp(
+                d + text_slot.vstart, PyBytes_AS_STRING(self.resource_bytes),
+                pos - text_slot.vstart) != 0:
             return False
         if _long(d, &pos, end, &op) < 0 or not 0 <= op <= 3:  # heartbeats: Python path
             return False
@@ -700,7 +701,7 @@ cdef class ByteRoute:
         key_start = pos
         if _scan_field(&text_spec, d, &pos, end, &key_slot) < 0:
             return False
-        key_end = region_start = pos
+        key_end = pos
         if _scan_field(&text_spec, d, &pos, end, &region_slot) < 0 or region_slot.is_null:
             return False
         for i in range(3):  # sequence, occurred_at, published_at
@@ -747,7 +748,7 @@ cdef class ByteRoute:
         if not grants:
             return True
         return self._deliver(message, raw, <int>op, grants, eid_start, key_start, key_end,
-                             &key_slot, region_start, mid_end, region_v, region_n,
+                             &key_slot, mid_end, region_v, region_n,
                              has_before, before, has_after, after)
 
     cdef int _scan_record(self, const unsigned char* d, Py_ssize_t* pos, Py_ssize_t end,
@@ -793,7 +794,7 @@ cdef class ByteRoute:
 
     cdef object _deliver(self, object message, bytes raw, int op, tuple grants,
                          Py_ssize_t eid_start, Py_ssize_t key_start, Py_ssize_t key_end,
-                         Slot* key_slot, Py_ssize_t region_start, Py_ssize_t mid_end,
+                         Slot* key_slot, Py_ssize_t mid_end,
                          Py_ssize_t region_v, Py_ssize_t region_n, int has_before,
                          Slot* before, int has_after, Slot* after):
         cdef const unsigned char* d = <const unsigned char*>PyBytes_AS_STRING(raw)

@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 
 .PHONY: demo demo-stop test lint unit integration venv clean
 
-$(STAMP): pyproject.toml setup.py $(wildcard src/syncbus/*/*.pyx)
+$(STAMP): pyproject.toml setup.py $(wildcard src/syncbus/*/*.pyx src/syncbus/*/*.pxd src/syncbus/*/*.h)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[test]'

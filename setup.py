@@ -1,7 +1,7 @@
 """Builds the optional native parts; everything else is in pyproject.toml.
 
 ``syncbus.core._avro_native`` (the Avro codec), ``syncbus.core._formats`` (the
-check digits of citizen IDs and USCCs), ``syncbus.publisher._rows`` (the
+check digits of citizen IDs and USCCs, from ``_id_checks.h``), ``syncbus.publisher._rows`` (the
 publisher's loop over new-state changes) and ``syncbus.router._bytepath`` (the
 router's byte path, with SHA-256 from ``_sha256.h``) are C compiled from Cython.
 ``optional=True``: on a machine without a C compiler the install still succeeds,
@@ -25,14 +25,16 @@ setup(
             Extension(
                 "syncbus.core._formats",
                 ["src/syncbus/core/_formats.pyx"],
+                include_dirs=["src/syncbus/core"],
+                depends=["src/syncbus/core/_id_checks.h"],
                 optional=True,
                 extra_compile_args=["-O2"],
             ),
             Extension(
                 "syncbus.router._bytepath",
                 ["src/syncbus/router/_bytepath.pyx"],
-                include_dirs=["src/syncbus/router"],
-                depends=["src/syncbus/router/_sha256.h"],
+                include_dirs=["src/syncbus/router", "src/syncbus/core"],
+                depends=["src/syncbus/router/_sha256.h", "src/syncbus/core/_id_checks.h"],
                 optional=True,
                 extra_compile_args=["-O2"],
             ),

@@ -20,6 +20,7 @@ API:
 
 from collections.abc import Mapping
 
+from syncbus.core._buf cimport Buf, _put, _put_long, _reserve
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from cpython.datetime cimport (
     PyDate_CheckExact,
@@ -86,51 +87,10 @@ cdef int64_t _LAST_DAY = 2932896  # 9999-12-31
 
 # ------------------------------------------------------------------ buffers
 
-cdef struct Buf:
-    unsigned char* data
-    Py_ssize_t len
-    Py_ssize_t cap
-
-
-cdef inline int _reserve(Buf* b, Py_ssize_t n) except -1:
-    cdef Py_ssize_t cap
-    cdef unsigned char* grown
-    if b.len + n <= b.cap:
-        return 0
-    cap = b.cap * 2
-    if cap < b.len + n:
-        cap = b.len + n
-    grown = <unsigned char*>realloc(b.data, cap)
-    if grown == NULL:
-        raise MemoryError()
-    b.data, b.cap = grown, cap
-    return 0
-
-
-cdef inline int _put(Buf* b, const char* src, Py_ssize_t n) except -1:
-    _reserve(b, n)
-    memcpy(b.data + b.len, src, n)
-    b.len += n
-    return 0
-
-
 cdef inline int _put_sized(Buf* b, bytes data) except -1:
     """Avro ``bytes``: the length, then the bytes."""
     _put_long(b, PyBytes_GET_SIZE(data))
     _put(b, PyBytes_AS_STRING(data), PyBytes_GET_SIZE(data))
-    return 0
-
-
-cdef inline int _put_long(Buf* b, int64_t v) except -1:
-    """Zig-zag, then unsigned LEB128."""
-    cdef uint64_t n = (<uint64_t>v << 1) ^ <uint64_t>(v >> 63)
-    _reserve(b, 10)
-    while n > 0x7F:
-        b.data[b.len] = <unsigned char>((n & 0x7F) | 0x80)
-        b.len += 1
-        n >>= 7
-    b.data[b.len] = <unsigned char>n
-    b.len += 1
     return 0
 
 

@@ -25,6 +25,7 @@ API:
     hmac_token(secret, text) -> str (tests)
 """
 
+from syncbus.core._buf cimport Buf, _put, _put_long, _reserve
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from cpython.dict cimport PyDict_GetItem, PyDict_SetItem
 from cpython.list cimport PyList_New, PyList_SET_ITEM
@@ -245,53 +246,11 @@ cdef int _scan_field(FieldSpec* f, const unsigned char* d, Py_ssize_t* pos, Py_s
 # ------------------------------------------------------------------ masks
 
 
-cdef struct Buf:
-    unsigned char* data
-    Py_ssize_t len
-    Py_ssize_t cap
-
-
-cdef int _reserve(Buf* b, Py_ssize_t n) except -1:
-    cdef Py_ssize_t cap
-    cdef unsigned char* grown
-    if b.len + n <= b.cap:
-        return 0
-    cap = b.cap * 2 if b.cap else 1024
-    while cap < b.len + n:
-        cap *= 2
-    grown = <unsigned char*>realloc(b.data, cap)
-    if grown == NULL:
-        raise MemoryError()
-    b.data, b.cap = grown, cap
-    return 0
-
-
-cdef inline int _put(Buf* b, const void* src, Py_ssize_t n) except -1:
-    if b.len + n > b.cap:
-        _reserve(b, n)
-    memcpy(b.data + b.len, src, n)
-    b.len += n
-    return 0
-
-
 cdef inline int _put_stars(Buf* b, Py_ssize_t n) except -1:
     if b.len + n > b.cap:
         _reserve(b, n)
     memset(b.data + b.len, 42, n)  # "*"
     b.len += n
-    return 0
-
-
-cdef inline int _put_long(Buf* b, int64_t v) except -1:
-    cdef uint64_t n = (<uint64_t>v << 1) ^ <uint64_t>(v >> 63)
-    if b.len + 10 > b.cap:
-        _reserve(b, 10)
-    while n > 0x7F:
-        b.data[b.len] = <unsigned char>((n & 0x7F) | 0x80)
-        b.len += 1
-        n >>= 7
-    b.data[b.len] = <unsigned char>n
-    b.len += 1
     return 0
 
 
@@ -449,32 +408,9 @@ def hmac_token(bytes secret, bytes text):
 
 # ------------------------------------------------------------------ formats
 
-cdef int _USCC_VALUE[128]
-cdef int _i
-for _i in range(128):
-    _USCC_VALUE[_i] = -1
-for _i in range(31):
-    _USCC_VALUE[ord("0123456789ABCDEFGHJKLMNPQRTUWXY"[_i])] = _i
-cdef int _DAYS[13]
-_DAYS[:] = [0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31]
-
-
-cdef int _uscc_ok(const unsigned char* s, Py_ssize_t n) noexcept nogil:
-    """``_formats.uscc_ok`` on UTF-8 bytes (an 18-character code is 18 ASCII bytes)."""
-    cdef int p, d, total = 0, weight = 1
-    cdef unsigned char c
-    if n != 18:
-        return 0
-    for p in range(17):
-        c = s[p]
-        if c >= 128:
-            return 0
-        d = _USCC_VALUE[c]
-        if d < 0 or (p < 8 and d > 9):
-            return 0
-        total = (total + d * weight) % 31
-        weight = weight * 3 % 31
-    return s[17] == (<const unsigned char*>"0123456789ABCDEFGHJKLMNPQRTUWXY")[(31 - total) % 31]
+cdef extern from "_id_checks.h":  # shared with core/_formats.pyx
+    int sb_uscc_ok(const unsigned char* s, size_t n) noexcept nogil
+    long long sb_citizen_id_place(const unsigned char* s, size_t n) noexcept nogil
 
 
 # ------------------------------------------------------------------ the compiled route
@@ -493,7 +429,7 @@ cdef class _View:
     cdef bytes header  # MAGIC + the view's fingerprint
     cdef sb_hmac_key key  # for tokenised fields
     cdef Py_ssize_t start, length  # where this event's records are in the scratch buffer
-    cdef object stamp  # the event they were written for
+    cdef long long stamp  # the event they were written for
 
 
 cdef class _Grant:
@@ -556,32 +492,11 @@ cdef class ByteRoute:
         return verdict
 
     cdef int _citizen_id(self, const unsigned char* s, Py_ssize_t n) except -1:
-        """``_formats.CitizenIdCheck`` on bytes: check digit, date, then birth place."""
-        cdef int p, d, acc = 0, region = 0, y = 0, m = 0, day = 0, last
-        cdef long long place
-        if n != 18:
+        """``_formats.CitizenIdCheck`` on bytes: check digit and date in C, then the
+        birth place by the validator's cached verdict."""
+        cdef long long place = sb_citizen_id_place(s, n)
+        if place == 0:
             return 0
-        for p in range(17):
-            if s[p] < 48 or s[p] > 57:
-                return 0
-            d = s[p] - 48
-            acc = (acc * 13 + d) % 11
-            if p < 6:
-                region = region * 10 + d
-            elif p < 10:
-                y = y * 10 + d
-            elif p < 12:
-                m = m * 10 + d
-            elif p < 14:
-                day = day * 10 + d
-        if s[17] != (<const unsigned char*>"0123456789X")[((1 - 2 * acc) % 11 + 11) % 11]:
-            return 0
-        if y < 1 or m < 1 or m > 12 or day < 1:
-            return 0
-        last = 29 if m == 2 and (y % 4 == 0 and (y % 100 != 0 or y % 400 == 0)) else _DAYS[m]
-        if day > last:
-            return 0
-        place = <long long>region * 10000 + y
         verdict = self.places.get(place)
         if verdict is None:
             if len(self.places) >= 65536:
@@ -601,7 +516,7 @@ cdef class ByteRoute:
                 continue
             if fmt == F_CITIZEN_ID and not self._citizen_id(d + s.vstart, s.vend - s.vstart):
                 return 0
-            if fmt == F_USCC and not _uscc_ok(d + s.vstart, s.vend - s.vstart):
+            if fmt == F_USCC and not sb_uscc_ok(d + s.vstart, s.vend - s.vstart):
                 return 0
             if fmt == F_REGION and not self._valid_region(d + s.vstart, s.vend - s.vstart):
                 return 0

@@ -188,3 +188,27 @@ def test_the_resident_stream_takes_the_byte_path(bus: Bus) -> None:
     fast.process(batch, datetime.now(UTC), lambda _: 0)
     route = fast._byte_routes[NAMES.raw("population.resident")]
     assert route is not None and route.routed > 60
+
+
+def test_an_event_that_fails_on_the_byte_path_is_dead_lettered_masked(bus: Bus) -> None:
+    """A failure after the byte path vouched for an event (here the sequence store)
+    dead-letters it as the Python path does: masked, not as its raw bytes."""
+    fast, slow = _engines(bus)
+    rng = random.Random(11)
+    batch = [_event(bus, "population.resident", rng, n) for n in range(60)]
+
+    def broken_store(key: str) -> int:
+        raise RuntimeError("sequence store unavailable")
+
+    expected = slow.process(batch, datetime.now(UTC), broken_store)
+    got = fast.process(batch, datetime.now(UTC), broken_store)
+    assert len(got.dead) == len(expected.dead)
+    assert fast._byte_routes[NAMES.raw("population.resident")].routed > 0
+    raw_values = {m.value for m in batch}
+    failed = 0
+    for (_, _, value, headers), (_, _, reference, _) in zip(got.dead, expected.dead, strict=True):
+        assert value == reference
+        if dict(headers)[t.H_DLQ_ERROR_CLASS] == b"RuntimeError":
+            failed += 1
+            assert value not in raw_values  # masked, as the Python path writes it
+    assert failed > 10

@@ -192,6 +192,7 @@ class RoutingEngine:
         for message in batch:
             rr: ResourceRoute | None = None
             record: dict[str, Any] | None = None
+            fast = None
             try:
                 fast = byte_routes.get(message.topic, _UNSET)
                 if fast is _UNSET:
@@ -202,6 +203,8 @@ class RoutingEngine:
                     self._check(rr, record)
                     self._deliver(message, writer_fp, rr, record, work)
             except Exception as exc:  # every failure of one event is that event's dead letter
+                if record is None and fast is not None and fast is not _UNSET:
+                    rr, record = self._decoded(message)  # the byte path failed: mask it too
                 out.dead.append(self._dead_letter(message, rr, record, exc, now))
                 out.dead_by_error[type(exc).__name__] += 1
                 self.consecutive_dead += 1
@@ -225,6 +228,14 @@ class RoutingEngine:
             f"If the router is at fault (schemas or policy not applied, a bad deploy), fix "
             f"it and restart; if the input really is this bad, raise --max-consecutive-dead."
         )
+
+    def _decoded(self, message: RawRecord) -> tuple[ResourceRoute | None, dict[str, Any] | None]:
+        """The resource and record of an event, or Nones, for masking its dead letter."""
+        try:
+            rr = self.policy.resource(self._resource_of(message.topic))
+            return rr, self.codec.decode(message.value or b"", rr.reader_fp)[0]
+        except Exception:  # the byte path raises only on bytes it read, so this is rare
+            return None, None
 
     def _byte_route(self, topic: str) -> Any:
         """The byte route of a raw topic's resource, compiled once per policy; None where

@@ -8,9 +8,14 @@ new; bad input is dead-lettered with its reason while good input flows on.
 
 from __future__ import annotations
 
+import datetime as dt
+import json
+import os
 import random
 import shutil
 import struct
+import subprocess
+import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -267,3 +272,45 @@ def test_bad_input_is_dead_lettered_and_good_input_flows(bus_kafka, bus: Bus, ro
             assert "*" in masked["id_number"] and masked["name"].endswith("*")
             assert masked["id_number"].encode() not in headers["syncbus-dlq-error"]
     assert router.alive()
+
+
+def test_a_xuanwu_resident_born_in_1960_goes_through_publish_and_the_router(
+    bus_kafka, bus_dirs, router, tmp_path: Path  # type: ignore[no-untyped-def]
+) -> None:
+    """Xuanwu's code exists since 1983; a number issued to someone born in 1960 and
+    registered there is valid (issue #15): ``syncbus publish`` accepts it and the
+    router delivers it to every subscriber entitled to Xuanwu's residents."""
+    from stdnum.cn import ric
+
+    from syncbus.core.validation import to_json
+
+    body = "320102196006151234"[:17]
+    number = body + ric.calc_check_digit(body + "0")
+    record = dict(resident("320102", seed=1960), id_number=number,
+                  birth_date=dt.date(1960, 6, 15), registered_on=dt.date(1985, 3, 1))
+    source = tmp_path / "residents.jsonl"
+    source.write_text(json.dumps({"op": "CREATE", "after": to_json(record)},
+                                 ensure_ascii=False) + "\n", encoding="utf-8")
+    streams, schemas = bus_dirs
+    run = subprocess.run(
+        [sys.executable, "-m", "syncbus", "publish", "--as", "js-gaj", "--resource", RES,
+         "--file", str(source), "--spool", str(tmp_path / "spool.db"),
+         "--streams", str(streams), "--schemas", str(schemas)],
+        cwd=REPO, capture_output=True, text=True, timeout=120,
+        env={**os.environ, "SYNCBUS_BOOTSTRAP": bus_kafka.bootstrap},
+    )
+    assert run.returncode == 0, run.stderr
+    assert "accepted 1, rejected 0, delivered 1" in run.stdout
+    reader = ShareReader(bus_kafka.bootstrap)
+    entitled = {"province.jiangsu", "city.nanjing", "district.xuanwu"}
+
+    def keys(subscriber: str) -> list[str]:
+        return [e["key"] for e in reader.events(subscriber, RES, timeout=1.0)]
+
+    for subscriber in sorted(entitled):
+        want = number if subscriber == "province.jiangsu" else token(
+            SECRETS[subscriber].encode(), number)
+        wait_for(lambda s=subscriber, w=want: w in keys(s), 60,
+                 f"{subscriber} to receive the 1960 Xuanwu resident")
+    for subscriber in ("city.suzhou", "district.gusu", "city.wuxi"):
+        assert token(SECRETS[subscriber].encode(), number) not in keys(subscriber)

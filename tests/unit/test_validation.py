@@ -33,9 +33,8 @@ def test_wrong_check_digit_names_the_path(bus: Bus) -> None:
     record["id_number"] = good[:-1] + ("0" if good[-1] != "0" else "1")
     with pytest.raises(ValidationError) as info:
         validator.check(record, prefix="after")
-    assert str(info.value) == (
-        f"after.id_number: citizen ID check digit is wrong (got {record['id_number']})"
-    )
+    # the reason names the field, not the number: it may end up in a dead letter
+    assert str(info.value) == "after.id_number: citizen ID check digit is wrong"
     assert info.value.errors[0].path == "after.id_number"
 
 

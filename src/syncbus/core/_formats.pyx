@@ -42,7 +42,7 @@ def uscc_ok(v) -> bool:
 
 cdef class CitizenIdCheck:
     """GB 11643 of an 18-character canonical citizen ID (``validation._citizen_id_ok``):
-    check digit and birth date in C, birth place by the (cached) Python verdict."""
+    check digit and birth date in C, birth place by ``citizen_ids.vouched_birth_place``."""
     cdef object birth_place_ok
     cdef dict places  # region * 10000 + year -> verdict: an int key, no slicing per call
 

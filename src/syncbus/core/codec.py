@@ -33,6 +33,7 @@ from __future__ import annotations
 import copy
 import io
 import json
+import re
 from collections.abc import Callable, Iterable, Mapping
 from types import ModuleType
 from typing import Any
@@ -79,6 +80,17 @@ class IncompatibleWriter(DecodeError):
 
 class CorruptBody(DecodeError):
     """The body does not decode with its writer schema (truncated, garbage)."""
+
+
+_OBJECT_REPR = re.compile(r"\s*(?:from|at|in)?\s*<[^<>]* at 0x[0-9a-fA-F]+>")
+
+
+def _reason_of(exc: Exception) -> str:
+    """A decoder error as a reason that depends only on the event: fastavro names the
+    stream it read (``<_io.BytesIO object at 0x...>``), a new address every time,
+    which would split one cause into many on a dashboard grouping by reason."""
+    text = _OBJECT_REPR.sub("", str(exc)).strip()
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 class EncodeError(ValueError):
@@ -227,7 +239,9 @@ class Codec:
                 raise IncompatibleWriter(
                     f"writer {writer_fp.hex()} cannot be read as {reader_fp!r}: {exc}"
                 ) from exc
-            raise CorruptBody(f"body does not decode with writer {writer_fp.hex()}: {exc}") from exc
+            raise CorruptBody(
+                f"body does not decode with writer {writer_fp.hex()}: {_reason_of(exc)}"
+            ) from exc
         if stream.tell() != len(data):
             raise CorruptBody(f"{len(data) - stream.tell()} trailing bytes after the record")
         if not isinstance(record, dict):

@@ -52,19 +52,22 @@ def uscc_for(region: str, rng: random.Random) -> str:
     return body + uscc.calc_check_digit(body)
 
 
-def _valid_since(region: str) -> int:
-    """First year a region code existed; stdnum refuses IDs born before it."""
+def _retired_in(region: str) -> int | None:
+    """The last year a retired region code was in force (None while in force): no
+    one born after it can hold a number with it (``citizen_ids.birth_place_ok``)."""
     from stdnum import numdb
 
     county = numdb.get("cn/loc").info(region)[-1][1].get("county", "")
-    years = [int(y) for y in re.findall(r"\[(\d{4})-", county)]
-    return min(years) if years else 1900
+    if re.search(r"(^|,)(\[\d*-\]|[^\[])", county):
+        return None
+    ends = [int(y) for y in re.findall(r"-(\d{4})\]", county)]
+    return max(ends) if ends else None
 
 
 def _birth_date(rng: random.Random, region: str, earliest: int = 1950) -> dt.date:
-    start = max(earliest, _valid_since(region))
-    end = max(start + 10, 2005)
-    return dt.date(start, 1, 1) + dt.timedelta(days=rng.randrange(0, 365 * (end - start)))
+    retired = _retired_in(region)
+    end = max(earliest + 1, min(2005, retired + 1 if retired is not None else 2005))
+    return dt.date(earliest, 1, 1) + dt.timedelta(days=rng.randrange(0, 365 * (end - earliest)))
 
 
 @lru_cache(maxsize=1)

@@ -4,15 +4,15 @@ The publisher SDK refuses a bad record before sending and the router
 dead-letters one that slipped through, so the check is compiled once per schema
 into a tree of small checkers. Checks: required (non-nullable) fields present
 and not null, Avro type of every value, unknown fields, and the ``format`` of a
-field: ``citizen_id`` (GB 11643, ``stdnum.cn.ric``), ``uscc`` (GB 32100,
-``stdnum.cn.uscc``), ``region_code`` (GB/T 2260).
+field: ``citizen_id`` (GB 11643, the rule in ``syncbus.core.citizen_ids``), ``uscc``
+(GB 32100, ``stdnum.cn.uscc``), ``region_code`` (GB/T 2260).
 
 Every event passes through here, and almost every record is valid, so each
 schema also gets one generated function that only answers "certainly valid"
 (exact types, the check digits computed directly, region and birth-place
 verdicts cached); only a record it does not vouch for walks the checker tree,
 which finds and names every problem. The fast answers accept a subset of what
-stdnum accepts (tests compare them), so the verdicts never differ.
+the full checks accept (tests compare them), so the verdicts never differ.
 
 API:
     FieldError(path, reason); ValidationError(errors) (a ValueError, str lists them)
@@ -33,23 +33,22 @@ from functools import lru_cache
 from types import ModuleType
 from typing import Any
 
-from stdnum.cn import ric, uscc
-from stdnum.exceptions import InvalidChecksum, InvalidComponent, InvalidLength
+from stdnum.cn import uscc
+from stdnum.exceptions import InvalidChecksum, InvalidLength
 from stdnum.exceptions import ValidationError as StdnumError
 
+from syncbus.core.citizen_ids import birth_place_ok, citizen_id_problem, vouched_birth_place
 from syncbus.core.jsonconv import from_json, to_json
 from syncbus.core.problems import FieldError, ValidationError
 from syncbus.core.regions import is_valid_region
 
 
-def _stdnum_reason(what: str, exc: StdnumError, value: str) -> str:
+def _uscc_reason(exc: StdnumError, value: str) -> str:
     if isinstance(exc, InvalidLength):
-        return f"{what} must be 18 characters (got {value})"
+        return f"USCC must be 18 characters (got {value})"
     if isinstance(exc, InvalidChecksum):
-        return f"{what} check digit is wrong (got {value})"
-    if isinstance(exc, InvalidComponent):
-        return f"{what} has an invalid birth date or region (got {value})"
-    return f"{what} has an invalid format (got {value})"
+        return f"USCC check digit is wrong (got {value})"
+    return f"USCC has an invalid format (got {value})"
 
 
 @lru_cache(maxsize=65536)
@@ -61,23 +60,14 @@ def _date_ok(yyyymmdd: str) -> bool:
     return True
 
 
-@lru_cache(maxsize=65536)
-def birth_place_ok(region: str, year: str) -> bool:
-    """stdnum's own verdict on a birth place (a code valid in the birth year), cached."""
-    try:
-        ric.get_birth_place(f"{region}{year}01010000")
-    except (StdnumError, LookupError, ValueError):  # stdnum raises KeyError for e.g. 320000
-        return False
-    return True
-
-
 def _citizen_id_ok(v: str) -> bool:
-    """GB 11643 exactly as ``ric.validate`` checks it, for the canonical form only."""
+    """Vouches for a canonical citizen ID that ``citizen_id_problem`` accepts: check
+    digit and calendar date computed directly, the place by ``vouched_birth_place``."""
     head = v[:17]
     return (
         len(v) == 18 and head.isascii() and head.isdigit()
         and v[17] == _RIC_CHECK[(1 - 2 * int(head, 13)) % 11]
-        and _date_ok(v[6:14]) and birth_place_ok(v[:6], v[6:10])
+        and _date_ok(v[6:14]) and vouched_birth_place(v[:6], v[6:10])
     )
 
 
@@ -114,7 +104,7 @@ except ImportError:  # no C compiler where this was installed: the Python versio
     _native_formats = None
 
 _FAST_FORMATS: dict[str, Callable[[str], bool]] = {
-    "citizen_id": (_native_formats.CitizenIdCheck(birth_place_ok) if _native_formats
+    "citizen_id": (_native_formats.CitizenIdCheck(vouched_birth_place) if _native_formats
                    else _citizen_id_ok),
     "uscc": _native_formats.uscc_ok if _native_formats else _uscc_ok,
     "region_code": _region_ok,
@@ -141,17 +131,12 @@ def check_format(fmt: str, value: Any) -> str | None:
     if fast is not None and type(value) is str and fast(value):
         return None
     if fmt == "citizen_id":
-        try:
-            ric.validate(value)
-        except StdnumError as exc:
-            return _stdnum_reason("citizen ID", exc, value)
-        except (LookupError, ValueError):  # stdnum's place lookup fails on some codes
-            return f"citizen ID has an invalid birth date or region (got {value})"
-    elif fmt == "uscc":
+        return citizen_id_problem(value)
+    if fmt == "uscc":
         try:
             uscc.validate(value)
         except StdnumError as exc:
-            return _stdnum_reason("USCC", exc, value)
+            return _uscc_reason(exc, value)
     elif fmt == "region_code" and not _region_ok(value):
         return f"not a GB/T 2260 region code (got {value})"
     return None
@@ -425,4 +410,5 @@ __all__ = [
     "fast_format_check",
     "from_json",
     "to_json",
+    "vouched_birth_place",
 ]

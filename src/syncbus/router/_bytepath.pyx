@@ -947,7 +947,7 @@ cdef _View _view(_Record record, list fields, object plan, bytes fingerprint, ob
 def compile_byte_route(rr, table, names, birth_place_ok):
     """The byte route of a ``ResourceRoute``, or None where the byte path does not
     know its schema or one of its grants' plans (then every event takes the Python
-    path). ``birth_place_ok`` is the validator's cached birth-place verdict."""
+    path). ``birth_place_ok`` is ``citizen_ids.vouched_birth_place``, the one rule."""
     from syncbus.core.codec import fingerprint
     from syncbus.core.schemas import event_schema
     cdef ByteRoute route = ByteRoute()

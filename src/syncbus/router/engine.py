@@ -43,7 +43,7 @@ from syncbus.core.topics import (
     H_ROUTED_AT,
     H_SOURCE_PARTITION,
 )
-from syncbus.core.validation import birth_place_ok
+from syncbus.core.validation import vouched_birth_place
 from syncbus.core.views import NULL_ROUTER_TAIL, avro_long, routed_at_suffix
 from syncbus.router import DEFAULT_MAX_CONSECUTIVE_DEAD
 from syncbus.router.compiled import CompiledPolicy, GrantRoute, ResourceRoute, schema_record
@@ -248,7 +248,7 @@ class RoutingEngine:
                 rr = None
             if rr is not None:
                 route = _bytepath.compile_byte_route(
-                    rr, self.policy.table, self.names, birth_place_ok
+                    rr, self.policy.table, self.names, vouched_birth_place
                 )
         self._byte_routes[topic] = route
         return route

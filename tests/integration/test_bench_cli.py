@@ -57,3 +57,18 @@ def test_the_router_floors_need_more_events_than_a_batch() -> None:
     done, _ = _bench("router", "--events", "100", "--batch", "200", "--floor")
     assert done.returncode == 2
     assert "--floor" in done.stderr and "raise --events or lower --batch" in done.stderr
+
+
+def test_bench_latency_counts_every_event_and_reports_each_stage(kafka: LocalKafka) -> None:
+    done, result = _bench("latency", "--rate", "200", "--duration", "3", "--warmup", "1",
+                          "--json", "--bootstrap", kafka.bootstrap)
+    assert result is not None, done.stderr[-3000:]
+    assert result["benchmark"] == "latency" and result["rate"] == 200
+    assert result["published"] == 600 and result["delivered"] == 600 and result["missing"] == 0
+    for figure in ("p50_ms", "p99_ms", "p999_ms", "max_ms"):
+        assert result[figure] > 0, figure
+    assert result["p50_ms"] <= result["p99_ms"] <= result["max_ms"]
+    for stage in ("publisher", "router", "share_to_handler"):
+        assert result["stages"][stage]["count"] == 600, stage
+    assert result["first_seconds"]["count"] + result["steady"]["count"] == 600
+    assert _bench_topics(kafka) == []

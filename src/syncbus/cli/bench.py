@@ -7,6 +7,7 @@ from syncbus.cli import LazyGroup
 BENCHMARKS: dict[str, str] = {
     "publish": "syncbus.bench.publish:command",
     "router": "syncbus.bench.router:command",
+    "latency": "syncbus.bench.latency:command",
 }
 
 

@@ -86,7 +86,10 @@ class SchemaResolver:
         registered = 0
         deadline = time.monotonic() + READ_TIMEOUT_S
         while ends and time.monotonic() < deadline:
-            for message in consumer.consume(500, timeout=5):
+            # a short wait: consume() returns when 500 arrive or the wait ends, and the
+            # topic holds far fewer, so a long wait held a subscriber's first event
+            # (and everything behind it) that long
+            for message in consumer.consume(500, timeout=0.05):
                 if message.error() is not None:
                     raise KafkaException(message.error())
                 partition, offset = message.partition() or 0, message.offset() or 0

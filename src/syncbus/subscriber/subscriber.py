@@ -13,6 +13,7 @@ two steps repeats it.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import time
 from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
@@ -118,6 +119,7 @@ class Subscriber:
         self._replayed: set[tuple[str, int]] = set()
         self._stopping = False
         self._assigned = False  # holds partitions now (idle time counts only then)
+        self._handled_through: dict[tuple[str, int], int] = {}  # committed asynchronously
         self._idle_since = time.monotonic()
 
     # -- public API ------------------------------------------------------------------
@@ -169,6 +171,7 @@ class Subscriber:
 
     def close(self) -> None:
         if self._consumer is not None:
+            self._commit_handled(self._consumer, None)
             self._consumer.close()
             self._consumer = None
         self.dead_letters.flush()
@@ -212,7 +215,7 @@ class Subscriber:
         self._stopping = False
         self._idle_since = time.monotonic()
         while not self._stopping:
-            messages = [m for m in consumer.consume(self.batch_size, self.poll_timeout) if _ok(m)]
+            messages = [m for m in _take(consumer, self.batch_size, self.poll_timeout) if _ok(m)]
             if not messages:
                 limit = idle_timeout
                 if limit is not None and not self._assigned:
@@ -286,8 +289,14 @@ class Subscriber:
         self.store.commit()
         assert self._consumer is not None
         if done:
+            # asynchronous: a synchronous commit held the next batch one round trip
+            # per batch. A commit lost in a crash only repeats events the store has
+            # already recorded as handled (skipped); a rebalance or a close commits
+            # what is still unconfirmed synchronously (``_commit_handled``), so
+            # another member of the group, with another store, does not repeat them.
+            self._handled_through.update(done)
             offsets = [TopicPartition(t, p, o) for (t, p), o in done.items()]
-            self._consumer.commit(offsets=offsets, asynchronous=False)
+            self._consumer.commit(offsets=offsets, asynchronous=True)
         rewind: dict[tuple[str, int], int] = {}
         for item in items:
             key = (item.message.topic() or "", item.message.partition() or 0)
@@ -316,7 +325,7 @@ class Subscriber:
                 list(self.topics),
                 on_assign=self._on_assign,
                 on_revoke=self._on_revoke,
-                on_lost=self._on_revoke,
+                on_lost=self._on_lost,
             )
         return self._consumer
 
@@ -341,8 +350,37 @@ class Subscriber:
                 self._replayed.add((tp.topic, tp.partition))
         consumer.assign(partitions)
 
-    def _on_revoke(self, _consumer: Consumer, _partitions: list[TopicPartition]) -> None:
+    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self._assigned = False
+        self._commit_handled(consumer, {(tp.topic, tp.partition) for tp in partitions})
+
+    def _on_lost(self, _consumer: Consumer, _partitions: list[TopicPartition]) -> None:
+        self._assigned = False  # no longer ours: committing for them would be refused
+
+    def _commit_handled(self, consumer: Consumer, which: set[tuple[str, int]] | None) -> None:
+        """Commit synchronously the handled offsets of ``which`` partitions (all: None)."""
+        offsets = [TopicPartition(t, p, o) for (t, p), o in self._handled_through.items()
+                   if which is None or (t, p) in which]
+        if not offsets:
+            return
+        # a refusal means not ours any more: the store still skips what was handled
+        with contextlib.suppress(KafkaException):
+            consumer.commit(offsets=offsets, asynchronous=False)
+        for tp in offsets:
+            self._handled_through.pop((tp.topic, tp.partition), None)
+
+
+def _take(consumer: Consumer, most: int, timeout: float) -> list[Any]:
+    """What the consumer holds now, up to ``most``; when it holds nothing, the first
+    message to come within ``timeout`` and what arrived with it. ``consume(most,
+    timeout)`` alone waits for ``most`` messages or the whole timeout, which at a
+    moderate rate held each event up to half a second for a batch to fill."""
+    messages = consumer.consume(most, 0)
+    if not messages:
+        messages = consumer.consume(1, timeout)
+        if messages and most > 1:
+            messages += consumer.consume(most - 1, 0)
+    return messages
 
 
 def _mark(done: dict[tuple[str, int], int], item: Item) -> None:

@@ -10,7 +10,7 @@ import bisect
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
 
-LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+from syncbus.latency_buckets import LATENCY_BUCKETS
 
 
 class PublisherMetrics:

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
-LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300)
+from syncbus.latency_buckets import LATENCY_BUCKETS
+
 HOPS = ("published", "routed", "received")
 
 

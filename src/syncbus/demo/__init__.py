@@ -1,0 +1,1 @@
+"""The live demo: simulated departments, the stack of processes, the view."""

@@ -37,7 +37,7 @@ from syncbus.demo.stack import Stack
 from syncbus.demo.view import RouteFigures, Watcher, render
 
 WUXI, RESIDENT = "city.wuxi", "population.resident"
-ROUTER_ID = "syncbus-demo-router"
+ROUTER_ID = "syncbus-router-demo"  # the router principal owns ids starting syncbus-router
 REFRESH_S = 2.0
 
 

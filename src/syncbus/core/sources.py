@@ -67,8 +67,7 @@ class _StrictLoader(yaml.SafeLoader):
                 continue  # unhashable: the base class says so, with its line
             if duplicate:
                 raise yaml.constructor.ConstructorError(
-                    "while reading a mapping", node.start_mark,
-                    f"found duplicate key {key!r}", key_node.start_mark)
+                    None, None, f"found duplicate key {key!r}", key_node.start_mark)
             seen.add(key)
         return super().construct_mapping(node, deep=deep)
 
@@ -85,7 +84,7 @@ class _StrictLoader(yaml.SafeLoader):
 
 def _yaml_reason(exc: yaml.YAMLError) -> tuple[str, int | None]:
     if isinstance(exc, yaml.MarkedYAMLError):
-        mark = exc.problem_mark or exc.context_mark
+        mark = exc.context_mark or exc.problem_mark  # where the bad item began
         parts = [p for p in (exc.context, exc.problem) if p]
         return ": ".join(parts) or "not valid YAML", (mark.line + 1) if mark else None
     return "not valid YAML", None

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from syncbus.core.problems import redact_url
 from syncbus.subscriber.gaps import Stream
 
 DAY = 86_400.0
@@ -45,24 +46,35 @@ POSTGRES = Dialect(
 )
 
 
+class StoreUnavailable(RuntimeError):
+    """The database cannot be opened; the message shows its URL without the password."""
+
+
 def connect(url: str | Path) -> tuple[Any, Dialect]:
     """A DB-API connection and its dialect: ``postgresql://...``, ``sqlite:///path`` or a path."""
     text = str(url)
     if text.startswith(("postgresql://", "postgres://")):
         import psycopg
 
-        return psycopg.connect(text, autocommit=False), POSTGRES
+        try:
+            return psycopg.connect(text, autocommit=False), POSTGRES
+        except psycopg.Error as exc:
+            raise StoreUnavailable(f"cannot connect to {redact_url(text)}: "
+                                   f"{redact_url(str(exc))}") from None
     if text.startswith("sqlite:///"):
         text = text[len("sqlite:///") :]
     elif "://" in text:
         raise ValueError(
-            f"unsupported database URL {text!r}: use sqlite:///path.db, a path, "
+            f"unsupported database URL {redact_url(text)!r}: use sqlite:///path.db, a path, "
             "or postgresql://user@host:port/db"
         )
-    if text != ":memory:":
-        Path(text).parent.mkdir(parents=True, exist_ok=True)
-    conn = sqlite3.connect(text, isolation_level=None, check_same_thread=False)
-    conn.execute("PRAGMA journal_mode=WAL")
+    try:
+        if text != ":memory:":
+            Path(text).parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(text, isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA journal_mode=WAL")
+    except (OSError, sqlite3.Error) as exc:
+        raise StoreUnavailable(f"cannot open the SQLite database {text}: {exc}") from None
     conn.execute("PRAGMA synchronous=NORMAL")  # a WAL commit survives kill -9 of the process
     conn.execute("PRAGMA busy_timeout=10000")
     return conn, SQLITE

@@ -27,13 +27,13 @@ CHUNK = 5000
 PROGRESS_MIN_BYTES = 1 << 20
 
 
-def _lines(stream: IO[str]) -> Iterator[tuple[int, str]]:
+def _lines(stream: IO[bytes]) -> Iterator[tuple[int, bytes]]:
     for number, line in enumerate(stream, start=1):
         if line.strip():
             yield number, line
 
 
-def _size(stream: IO[str]) -> int:
+def _size(stream: IO[bytes]) -> int:
     try:
         return os.fstat(stream.fileno()).st_size if stream.seekable() else 0
     except (OSError, ValueError):
@@ -55,32 +55,51 @@ class Run:
         self.rejected += 1
         self._refused.append((number, reason))
 
-    def chunk(self, lines: list[tuple[int, str]]) -> None:
+    def chunk(self, lines: list[tuple[int, bytes]]) -> None:
         numbers: list[int] = []
         changes: list[Change] = []
         for number, line in lines:
+            try:  # bytes, so that a line that is not UTF-8 is refused alone
+                parsed = json.loads(line.decode("utf-8"))
+            except UnicodeDecodeError as exc:
+                self.refuse(number, f"not UTF-8 text (byte {exc.start + 1} of the line)")
+                continue
+            except (ValueError, RecursionError) as exc:  # also 5,000-digit and deep values
+                self.refuse(number, f"not JSON: {_not_json(exc)}")
+                continue
             try:
-                changes.append(self.writer.from_json(json.loads(line)))
+                changes.append(self.writer.from_json(parsed))
                 numbers.append(number)
-            except json.JSONDecodeError as exc:
-                self.refuse(number, f"not JSON: {exc}")
             except ChangeRejected as exc:
                 self.refuse(number, "; ".join(str(e) for e in exc.errors))
 
         def on_reject(index: int, exc: ChangeRejected) -> None:
             self.refuse(numbers[index], "; ".join(str(e) for e in exc.errors))
 
-        ids = self.publisher.publish_many(self.resource, changes, on_reject=on_reject)
+        try:
+            ids = self.publisher.publish_many(self.resource, changes, on_reject=on_reject)
+        except PublishError as exc:  # e.g. SpoolFull: nothing of the chunk was accepted
+            ids = []
+            for number in numbers:
+                self.refuse(number, f"not accepted: {exc}")
         self.accepted += len(ids)
         for number, reason in sorted(self._refused):
             click.echo(f"line {number}: {reason}", err=True)
         self._refused.clear()
 
 
+def _not_json(exc: Exception) -> str:
+    if isinstance(exc, RecursionError):
+        return "nested too deeply"
+    if isinstance(exc, json.JSONDecodeError):
+        return str(exc)
+    return "a number with too many digits"  # int() refuses over 4,300 digits
+
+
 @click.command("publish")
 @click.option("--as", "department", required=True, help="Publishing department id.")
 @click.option("--resource", required=True, help="Catalog resource id, e.g. legal.company.")
-@click.option("--file", "file", type=click.File("r", encoding="utf-8"), default=None,
+@click.option("--file", "file", type=click.File("rb"), default=None,
               help="JSON lines to publish; '-' or no file reads standard input.")
 @click.argument("stdin_marker", required=False, type=click.Choice(["-"]), metavar="[-]")
 @click.option("--bootstrap", default=None, help="Kafka bootstrap; default SYNCBUS_BOOTSTRAP, "
@@ -94,7 +113,7 @@ class Run:
 @click.option("--timeout", default=60.0, show_default=True,
               help="Seconds to wait for the broker to confirm everything.")
 def publish(
-    department: str, resource: str, file: IO[str] | None, stdin_marker: str | None,
+    department: str, resource: str, file: IO[bytes] | None, stdin_marker: str | None,
     bootstrap: str | None, spool: Path | None, streams: Path, schemas: Path, timeout: float,
 ) -> None:
     """Publish JSON-lines changes of RESOURCE as department --as."""
@@ -102,18 +121,19 @@ def publish(
         bus = load_bus(streams, schemas)
     except BusDefinitionError as exc:
         raise click.ClickException(f"the bus definition has problems:\n{exc}") from exc
-    stream = file or sys.stdin
+    stream = file or sys.stdin.buffer
     try:
         publisher = Publisher(department, bus, bootstrap, spool_path=spool)
     except PublishError as exc:
         raise click.ClickException(str(exc)) from exc
-    with publisher:
+    try:
         try:
             run = Run(publisher, resource)
         except (PublishError, KeyError) as exc:
             raise click.ClickException(str(exc)) from exc
         _feed(run, stream)
-        left = publisher.flush(timeout)
+    finally:
+        left = publisher.close(timeout)  # waits for the broker's confirmations once
     delivered = max(run.accepted - left, 0)
     click.echo(f"accepted {run.accepted}, rejected {run.rejected}, delivered {delivered}")
     if left:
@@ -125,17 +145,17 @@ def publish(
         sys.exit(3)
 
 
-def _feed(run: Run, stream: IO[str]) -> None:
+def _feed(run: Run, stream: IO[bytes]) -> None:
     size = _size(stream)
     bar = None
     if size >= PROGRESS_MIN_BYTES and sys.stderr.isatty():
         bar = click.progressbar(length=size, label="publishing", file=sys.stderr)
-    chunk: list[tuple[int, str]] = []
+    chunk: list[tuple[int, bytes]] = []
     done = 0
     for number, line in _lines(stream):
         chunk.append((number, line))
         if bar is not None:
-            done += len(line.encode())
+            done += len(line)
         if len(chunk) >= CHUNK:
             run.chunk(chunk)
             chunk = []

@@ -54,8 +54,12 @@ def now_micros() -> int:
     return time.time_ns() // 1000
 
 
+_LONG = 1 << 63  # occurred_at is an Avro long
+
+
 def to_micros(value: dt.datetime | int | str | None, default: int) -> int:
-    """Micros since the epoch; naive datetimes and ISO strings without zone are UTC."""
+    """Micros since the epoch; naive datetimes and ISO strings without zone are UTC.
+    ValueError for what is no time or does not fit the envelope's long."""
     if value is None:
         return default
     if isinstance(value, str):
@@ -64,7 +68,11 @@ def to_micros(value: dt.datetime | int | str | None, default: int) -> int:
         if value.tzinfo is None:
             value = value.replace(tzinfo=dt.UTC)
         return int(value.timestamp() * 1_000_000)
-    return int(value)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"expected ISO 8601 or int micros, got {type(value).__name__}")
+    if not -_LONG <= value < _LONG:
+        raise ValueError("int micros out of range (a 64-bit integer)")
+    return value
 
 
 def new_event_ids(n: int) -> list[str]:
@@ -203,16 +211,15 @@ class ResourceWriter:
         if not isinstance(obj.get("op"), str):
             errors.append(FieldError("op", "required: CREATE, UPDATE, DELETE or SNAPSHOT"))
         occurred = obj.get("occurred_at")
-        if occurred is not None and not isinstance(occurred, int | str):
-            errors.append(FieldError("occurred_at", "expected ISO 8601 or int micros"))
+        occurred_at = None
+        if occurred is not None:
+            try:
+                occurred_at = to_micros(occurred, 0)
+            except ValueError as exc:
+                reason = f"not ISO 8601: {occurred!r}" if isinstance(occurred, str) else str(exc)
+                errors.append(FieldError("occurred_at", reason))
         if errors:
             raise ChangeRejected(self.resource.id, errors)
-        try:
-            occurred_at = to_micros(occurred, 0) if occurred is not None else None
-        except ValueError:
-            raise ChangeRejected(
-                self.resource.id, [FieldError("occurred_at", f"not ISO 8601: {occurred!r}")]
-            ) from None
         return Change(str(obj.get("op")), records.get("after"), records.get("before"), occurred_at)
 
     def check(self, change: Change, index: int = 0) -> tuple[str, str, str]:
@@ -330,8 +337,15 @@ class ResourceWriter:
         seq = first_seq
         for (index, change, key, region, old), event_id in zip(checked, event_ids, strict=False):
             op, occurred = change.op, change.occurred_at
-            if occurred is not None:
-                occurred = to_micros(occurred, published)
+            try:
+                if occurred is not None:
+                    occurred = to_micros(occurred, published)
+            except (ValueError, TypeError) as exc:
+                rejected = ChangeRejected(resource, [FieldError("occurred_at", str(exc))], index)
+                if on_reject is None:
+                    raise rejected from None
+                on_reject(rejected)
+                continue
             try:
                 value = encode(fp, {
                     "event_id": event_id, "source": source, "resource": resource, "op": op,
@@ -339,7 +353,7 @@ class ResourceWriter:
                     "occurred_at": published if occurred is None else occurred,
                     "published_at": published, "before": change.before, "after": change.after,
                 })
-            except EncodeError as exc:
+            except (EncodeError, OverflowError) as exc:  # the codec's error, or a C number
                 rejected = ChangeRejected(resource, [FieldError("/", str(exc))], index)
                 if on_reject is None:
                     raise rejected from exc

@@ -48,6 +48,9 @@ class Publisher:
     beyond it ``publish`` raises ``SpoolFull`` instead of accepting more.
     Each ``publish`` call is one spool transaction (about 0.5 ms here); systems with
     more than a few hundred changes a second hand them over with ``publish_many``.
+    ``sync="full"`` (the default) puts every accepted batch on disk before ``publish``
+    returns; ``"normal"`` survives a crash of the process but not of the host (see
+    ``syncbus.publisher.spool``).
     ``topic_of`` maps a resource to its topic; anything but the default
     (``raw.<resource>``) is for benchmarks that must not feed a live router.
     """
@@ -62,7 +65,7 @@ class Publisher:
         max_spooled: int = 1_000_000,
         window: int = 100_000,
         heartbeats: bool | Mapping[str, float] = False,
-        sync: Literal["normal", "full"] = "normal",
+        sync: Literal["normal", "full"] = "full",
         registry: CollectorRegistry | None = None,
         producer_config: dict[str, Any] | None = None,
         topic_of: Callable[[str], str] = raw_topic,

@@ -102,3 +102,16 @@ def test_decimals_beyond_their_precision_are_refused_by_line(tmp_path: Path) -> 
     assert all("registered_capital" in reason and "decimal(18, 2)" in reason
                for reason in refused.values()), refused
     assert "accepted 1, rejected 3" in result.stderr + result.stdout
+
+
+def test_a_line_over_the_event_size_limit_is_refused_by_number(tmp_path: Path) -> None:
+    bus = load_bus(ROOT / "streams", ROOT / "schemas")
+    good = [to_json(r) for r in make_records(bus.resources["legal.company"].schema, 3, seed=7)]
+    big = {**good[1], "business_scope": "经营范围" * 100_000}  # 1.2 MB of UTF-8
+    result, _ = _run(tmp_path, "js-scjgj", "legal.company",
+                     [_line(good[0]), _line(big), _line(good[2])])
+    refused = _refusals(result.stderr + result.stdout)
+    assert sorted(refused) == [2], result.stderr
+    assert "over the limit of 1,000,000 bytes" in refused[2]
+    assert "legal.company" in refused[2]
+    assert "accepted 2, rejected 1" in result.stdout

@@ -2,9 +2,12 @@
 
 Each line is one change (``{"op": "UPDATE", "before": {...}, "after": {...}}``,
 optional ``occurred_at``). Good lines are published, each bad line is reported
-by number with the field and reason, and the exit code says whether any line was
-refused (1) or events are still spooled because the broker did not confirm them
-in time (3); they are sent by the next run on the same spool.
+by number with the field and reason (an event over the size limit, too), and the
+exit code says whether any line was refused (1) or events are still spooled
+because the broker did not confirm them in time (3); they are sent by the next run
+on the same spool. A line the broker refused for good (a topic with a smaller size
+limit, a missing ACL or topic) is reported by number too; the spool keeps its event
+(``Publisher.refused()``) and the lines after it are delivered.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from array import array
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
@@ -22,6 +26,7 @@ from syncbus import settings
 from syncbus.core.catalog import BusDefinitionError, load_bus
 from syncbus.publisher import ChangeRejected, Publisher, PublishError
 from syncbus.publisher.changes import Change
+from syncbus.publisher.refused import RefusedEvent
 
 CHUNK = 5000
 PROGRESS_MIN_BYTES = 1 << 20
@@ -50,6 +55,10 @@ class Run:
         self.accepted = 0
         self.rejected = 0
         self._refused: list[tuple[int, str]] = []
+        # the line of each accepted event, by its sequence number: this run holds the
+        # spool alone, so the numbers it is given are consecutive from here
+        self._first_seq = publisher.sequence(resource) + 1
+        self._line_of = array("l")
 
     def refuse(self, number: int, reason: str) -> None:
         self.rejected += 1
@@ -73,7 +82,10 @@ class Run:
             except ChangeRejected as exc:
                 self.refuse(number, "; ".join(str(e) for e in exc.errors))
 
+        refused_at: set[int] = set()
+
         def on_reject(index: int, exc: ChangeRejected) -> None:
+            refused_at.add(index)
             self.refuse(numbers[index], "; ".join(str(e) for e in exc.errors))
 
         try:
@@ -83,9 +95,18 @@ class Run:
             for number in numbers:
                 self.refuse(number, f"not accepted: {exc}")
         self.accepted += len(ids)
+        if ids:
+            self._line_of.extend(n for i, n in enumerate(numbers) if i not in refused_at)
         for number, reason in sorted(self._refused):
             click.echo(f"line {number}: {reason}", err=True)
         self._refused.clear()
+
+    def line_of(self, event: RefusedEvent) -> str:
+        """``line N`` of an event this run accepted, else its event id."""
+        index = event.sequence - self._first_seq
+        if event.resource == self.resource and 0 <= index < len(self._line_of):
+            return f"line {self._line_of[index]}"
+        return f"event {event.event_id}"
 
 
 def _not_json(exc: Exception) -> str:
@@ -122,8 +143,10 @@ def publish(
     except BusDefinitionError as exc:
         raise click.ClickException(f"the bus definition has problems:\n{exc}") from exc
     stream = file or sys.stdin.buffer
+    refused: list[RefusedEvent] = []  # appended to by the publisher's sending thread
     try:
-        publisher = Publisher(department, bus, bootstrap, spool_path=spool)
+        publisher = Publisher(department, bus, bootstrap, spool_path=spool,
+                              on_refused=refused.extend)
     except PublishError as exc:
         raise click.ClickException(str(exc)) from exc
     try:
@@ -134,7 +157,12 @@ def publish(
         _feed(run, stream)
     finally:
         left = publisher.close(timeout)  # waits for the broker's confirmations once
-    delivered = max(run.accepted - left, 0)
+    for event in refused:
+        run.rejected += 1
+        click.echo(f"{run.line_of(event)}: refused by the broker: {event.error}: "
+                   f"{event.reason} ({len(event.value):,} bytes); kept in the spool's "
+                   "refused events, resend them with Publisher.resend_refused()", err=True)
+    delivered = max(run.accepted - left - len(refused), 0)
     click.echo(f"accepted {run.accepted}, rejected {run.rejected}, delivered {delivered}")
     if left:
         click.echo(f"{left} events are still spooled in {publisher.spool.path}; "

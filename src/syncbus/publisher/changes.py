@@ -36,6 +36,11 @@ except ImportError:  # no C compiler where this was installed: the Python path d
     NewStateWriter = numbered = None
 
 DATA_OPS = ("CREATE", "UPDATE", "DELETE", "SNAPSHOT")
+# One event's key and value at most: Kafka's default max.message.bytes is 1 MiB + 12
+# for a whole record batch, and an event refused by the broker after it was accepted
+# would have to be kept aside (``refused``); refused at ``publish``, it is the caller's.
+MAX_EVENT_BYTES = 1_000_000
+HEADROOM_BYTES = 16_384  # headers and record overhead, on top of it in librdkafka's limit
 _NEW_STATE = frozenset({"CREATE", "SNAPSHOT"})  # ops carrying only ``after``
 _SEP = "\x1f"  # never in ids, op names, region codes or decimal numbers
 
@@ -159,9 +164,11 @@ class ResourceWriter:
     """Checks and encodes the changes of one resource for one source department."""
 
     def __init__(
-        self, bus: Bus, department: str, resource_id: str, *, native: bool = True
+        self, bus: Bus, department: str, resource_id: str, *, native: bool = True,
+        max_event_bytes: int = MAX_EVENT_BYTES,
     ) -> None:
         self.resource = resolve(bus, department, resource_id)
+        self.max_event_bytes = max_event_bytes
         self.domain = bus.schemas.latest(self.resource.schema)
         self.event_schema = bus.schemas.event_schema(self.resource.schema)
         self._codec = Codec()
@@ -287,7 +294,9 @@ class ResourceWriter:
         i, n = 0, len(changes)
         while i < n:
             if native is not None:
+                start, before = i, len(rows)
                 i = native.write(changes, i, event_ids, first_seq, published, rows, accepted)
+                i = self._cut_oversized(rows, accepted, before, start, i)
                 if i == n:
                     break
                 end = i + 1
@@ -312,6 +321,27 @@ class ResourceWriter:
             accepted += ids
             i = end
         return rows, accepted
+
+    def _cut_oversized(self, rows: list[Prepared], accepted: list[str], before: int,
+                       start: int, end: int) -> int:
+        """The C loop wrote ``rows[before:]`` for ``changes[start:end]``, one each: drop the
+        first oversized one and all after it, and return its change index, so that the
+        Python path rejects it (with its reason) and numbers the rest without a gap."""
+        limit = self.max_event_bytes
+        for k in range(before, len(rows)):
+            if len(rows[k][0]) + len(rows[k][1]) > limit:
+                del rows[k:], accepted[k:]
+                return start + (k - before)
+        return end
+
+    def _size_error(self, key: bytes, value: bytes) -> FieldError | None:
+        size = len(key) + len(value)
+        if size <= self.max_event_bytes:
+            return None
+        return FieldError("/", f"the encoded event is {size:,} bytes, over the limit of "
+                          f"{self.max_event_bytes:,} bytes for one event of "
+                          f"{self.resource.id} (Publisher max_event_bytes; the broker's "
+                          "max.message.bytes): split the record or shorten its values")
 
     def encode(
         self, change: Change, key: str, region: str, old: str, seq: int, event_id: str,
@@ -357,6 +387,13 @@ class ResourceWriter:
                 rejected = ChangeRejected(resource, [FieldError("/", str(exc))], index)
                 if on_reject is None:
                     raise rejected from exc
+                on_reject(rejected)
+                continue
+            too_large = self._size_error(key.encode(), value)
+            if too_large is not None:
+                rejected = ChangeRejected(resource, [too_large], index)
+                if on_reject is None:
+                    raise rejected
                 on_reject(rejected)
                 continue
             occurred_s = published_s if occurred is None else str(occurred)

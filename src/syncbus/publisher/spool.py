@@ -50,6 +50,8 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, Literal, NamedTuple
 
+from syncbus.publisher.refused import SCHEMA as REFUSED_SCHEMA
+from syncbus.publisher.refused import RefusedEvent
 from syncbus.publisher.segments import BlobRef, Segments
 
 log = logging.getLogger("syncbus.publisher.spool")
@@ -167,7 +169,7 @@ class Spool:
         # readers drop the duplicates by id); appends switch to FULL when ``sync="full"``
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._append_sync = sync.upper()
-        self._db.executescript(_SCHEMA)
+        self._db.executescript(_SCHEMA + REFUSED_SCHEMA)
         self._lock = threading.Lock()
         if department is not None:
             self._claim(department)
@@ -277,37 +279,46 @@ class Spool:
     ) -> int:
         """Commit (key, value, meta, ...) rows and the resource's new last sequence in one
         transaction; returns the id of the first row (the others follow)."""
-        events = pickle.dumps(
-            ([r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows]),
-            pickle.HIGHEST_PROTOCOL,
-        )
         with self._lock:
-            first = self._last_id + 1
-            blob = self._segments.write(events)
-            db = self._db
-            db.execute(f"PRAGMA synchronous={self._append_sync}")  # taken at BEGIN
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                db.execute("INSERT INTO batches (first, count, resource, accepted_at, events, "
-                           "segment, offset, length, crc) VALUES (?, ?, ?, ?, x'', ?, ?, ?, ?)",
-                           (first, len(rows), resource, now, *blob))
+            return self._append_locked(resource, [r[0] for r in rows], [r[1] for r in rows],
+                                       [r[2] for r in rows], now, last_seq)
+
+    def _append_locked(
+        self, resource: str, keys: list[bytes], values: list[bytes], metas: list[str],
+        now: float, last_seq: int | None, also: Callable[[sqlite3.Connection], None] | None = None,
+    ) -> int:
+        """One batch (and the last sequence, unless None; and ``also``) in one transaction."""
+        events = pickle.dumps((keys, values, metas), pickle.HIGHEST_PROTOCOL)
+        count = len(keys)
+        first = self._last_id + 1
+        blob = self._segments.write(events)
+        db = self._db
+        db.execute(f"PRAGMA synchronous={self._append_sync}")  # taken at BEGIN
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            db.execute("INSERT INTO batches (first, count, resource, accepted_at, events, "
+                       "segment, offset, length, crc) VALUES (?, ?, ?, ?, x'', ?, ?, ?, ?)",
+                       (first, count, resource, now, *blob))
+            if last_seq is not None:
                 db.execute(
                     "INSERT INTO sequences VALUES (?, ?) "
                     "ON CONFLICT(resource) DO UPDATE SET last = excluded.last",
                     (resource, last_seq),
                 )
-                db.execute("COMMIT")
-            except BaseException:
-                db.execute("ROLLBACK")
-                self._segments.release(blob.segment)
-                raise
-            finally:
-                db.execute("PRAGMA synchronous=NORMAL")
-            self._batches.append(_Batch(first, len(rows), resource, now, None, blob))
-            self._firsts.append(first)
-            self._last_id += len(rows)
-            self._depth += len(rows)
-            return first
+            if also is not None:
+                also(db)
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            self._segments.release(blob.segment)
+            raise
+        finally:
+            db.execute("PRAGMA synchronous=NORMAL")
+        self._batches.append(_Batch(first, count, resource, now, None, blob))
+        self._firsts.append(first)
+        self._last_id += count
+        self._depth += count
+        return first
 
     def _events(self, batch: _Batch) -> list[Any]:
         """The batch's (keys, values, metas), read back from the file (cached once)."""
@@ -347,27 +358,105 @@ class Spool:
         what the sender needs for its metrics, so delivery reports carry only the id."""
         ids = ids if isinstance(ids, list) else list(ids)
         with self._lock:
-            touched: dict[int, list[Any]] = {}
-            firsts, batches = self._firsts, self._batches
-            i, n = 0, len(ids)
-            while i < n:  # consecutive ids mostly share a batch: one call per run of them
-                index = bisect.bisect_right(firsts, ids[i]) - 1
-                batch = batches[index] if index >= 0 else None
-                if batch is None or ids[i] >= batch.first + batch.count:
-                    i += 1  # acknowledged and forgotten before: nothing to do
-                    continue
-                new, i = mark_acked(batch.acked, batch.first, batch.first + batch.count, ids, i)
-                batch.left -= new
-                touched.setdefault(batch.first, [batch, 0])[1] += new
-            done = [(b, n) for b, n in touched.values() if n]
-            if not done:
-                return []
-            self._save([b for b, _ in done])
-            removed = sum(n for _, n in done)
-            self._depth -= removed
-            return [(b.accepted_at, b.resource, n) for b, n in done]
+            return self._take_off(ids)
 
-    def _save(self, touched: Sequence[_Batch]) -> None:
+    def _take_off(
+        self, ids: list[int], also: Callable[[sqlite3.Connection], None] | None = None
+    ) -> list[tuple[float, str, int]]:
+        """Mark ``ids`` sent and save that (with ``also``) in one transaction."""
+        touched: dict[int, list[Any]] = {}
+        firsts, batches = self._firsts, self._batches
+        i, n = 0, len(ids)
+        while i < n:  # consecutive ids mostly share a batch: one call per run of them
+            index = bisect.bisect_right(firsts, ids[i]) - 1
+            batch = batches[index] if index >= 0 else None
+            if batch is None or ids[i] >= batch.first + batch.count:
+                i += 1  # acknowledged and forgotten before: nothing to do
+                continue
+            new, i = mark_acked(batch.acked, batch.first, batch.first + batch.count, ids, i)
+            batch.left -= new
+            touched.setdefault(batch.first, [batch, 0])[1] += new
+        done = [(b, n) for b, n in touched.values() if n]
+        if not done and also is None:
+            return []
+        self._save([b for b, _ in done], also)
+        self._depth -= sum(n for _, n in done)
+        return [(b.accepted_at, b.resource, n) for b, n in done]
+
+    # ----------------------------------------------------- refused for good
+
+    def refuse(self, ids: Iterable[int], error: str, reason: str,
+               now: float) -> list[RefusedEvent]:
+        """Take events the broker refused for good off the send queue and keep them in
+        ``refused``, in one transaction (see ``syncbus.publisher.refused``)."""
+        wanted = sorted(set(ids))
+        with self._lock:
+            found = [RefusedEvent(e.id, e.resource, e.key, e.value, e.meta, e.accepted_at,
+                                  now, error, reason) for e in self._unsent(wanted)]
+            if not found:
+                return []
+
+            def keep(db: sqlite3.Connection) -> None:
+                db.executemany("INSERT OR REPLACE INTO refused VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                               found)
+
+            self._take_off([e.id for e in found], keep)
+            return found
+
+    def _unsent(self, ids: list[int]) -> list[SpooledEvent]:
+        """The events of ``ids`` (ascending) not yet acknowledged."""
+        out = []
+        for spool_id in ids:
+            index = bisect.bisect_right(self._firsts, spool_id) - 1
+            if index < 0:
+                continue
+            batch = self._batches[index]
+            if spool_id >= batch.first + batch.count or batch.is_acked(spool_id):
+                continue
+            keys, values, metas = self._events(batch)
+            i = spool_id - batch.first
+            out.append(SpooledEvent(spool_id, batch.resource, keys[i], values[i], metas[i],
+                                    batch.accepted_at))
+        return out
+
+    def refused(self) -> list[RefusedEvent]:
+        """Every refused event kept, oldest first."""
+        with self._lock:
+            return [RefusedEvent(*row) for row in self._db.execute(
+                "SELECT * FROM refused ORDER BY id")]
+
+    def requeue(self, ids: Iterable[int] | None = None, now: float = 0.0) -> int:
+        """Queue refused events (all, or ``ids``) again, after everything spooled, with
+        their event ids and sequence numbers; returns how many."""
+        chosen = None if ids is None else set(ids)
+        with self._lock:
+            events = [RefusedEvent(*row) for row in self._db.execute(
+                "SELECT * FROM refused ORDER BY id")]
+            events = [e for e in events if chosen is None or e.id in chosen]
+            runs: list[list[RefusedEvent]] = []
+            for event in events:  # a batch holds one resource
+                if runs and runs[-1][0].resource == event.resource:
+                    runs[-1].append(event)
+                else:
+                    runs.append([event])
+            for run in runs:
+                def forget(db: sqlite3.Connection, run: list[RefusedEvent] = run) -> None:
+                    db.executemany("DELETE FROM refused WHERE id = ?", [(e.id,) for e in run])
+
+                self._append_locked(run[0].resource, [e.key for e in run],
+                                    [e.value for e in run], [e.meta for e in run],
+                                    now or run[0].accepted_at, None, forget)
+            return len(events)
+
+    def drop_refused(self, ids: Iterable[int]) -> int:
+        """Forget refused events for good; returns how many were kept."""
+        with self._lock:
+            cursor = self._db.executemany("DELETE FROM refused WHERE id = ?",
+                                          [(i,) for i in ids])
+            return max(cursor.rowcount, 0)
+
+    def _save(self, touched: Sequence[_Batch],
+              also: Callable[[sqlite3.Connection], None] | None = None) -> None:
         done = [b for b in touched if not b.left]
         partial = [(b.first, bytes(b.acked)) for b in touched if b.left]
         db = self._db
@@ -379,6 +468,8 @@ class Spool:
                 db.executemany("DELETE FROM acks WHERE first = ?", firsts)
             if partial:
                 db.executemany("INSERT OR REPLACE INTO acks VALUES (?, ?)", partial)
+            if also is not None:
+                also(db)
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")

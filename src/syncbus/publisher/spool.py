@@ -48,10 +48,10 @@ import sqlite3
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any, Literal, NamedTuple
+from typing import Any, Literal
 
 from syncbus.publisher.refused import SCHEMA as REFUSED_SCHEMA
-from syncbus.publisher.refused import RefusedEvent
+from syncbus.publisher.refused import RefusedEvents, SpooledEvent
 from syncbus.publisher.segments import BlobRef, Segments
 
 log = logging.getLogger("syncbus.publisher.spool")
@@ -81,15 +81,6 @@ CREATE TABLE IF NOT EXISTS owner (
     department TEXT NOT NULL
 );
 """
-
-
-class SpooledEvent(NamedTuple):
-    id: int
-    resource: str
-    key: bytes
-    value: bytes
-    meta: str
-    accepted_at: float
 
 
 class SpoolLocked(RuntimeError):
@@ -139,7 +130,7 @@ except ImportError:  # no C compiler where this was installed
     mark_acked = _mark_acked
 
 
-class Spool:
+class Spool(RefusedEvents):
     """Thread-safe (one connection behind a lock); ids are assigned here, ascending."""
 
     def __init__(
@@ -383,26 +374,6 @@ class Spool:
         self._depth -= sum(n for _, n in done)
         return [(b.accepted_at, b.resource, n) for b, n in done]
 
-    # ----------------------------------------------------- refused for good
-
-    def refuse(self, ids: Iterable[int], error: str, reason: str,
-               now: float) -> list[RefusedEvent]:
-        """Take events the broker refused for good off the send queue and keep them in
-        ``refused``, in one transaction (see ``syncbus.publisher.refused``)."""
-        wanted = sorted(set(ids))
-        with self._lock:
-            found = [RefusedEvent(e.id, e.resource, e.key, e.value, e.meta, e.accepted_at,
-                                  now, error, reason) for e in self._unsent(wanted)]
-            if not found:
-                return []
-
-            def keep(db: sqlite3.Connection) -> None:
-                db.executemany("INSERT OR REPLACE INTO refused VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                               found)
-
-            self._take_off([e.id for e in found], keep)
-            return found
-
     def _unsent(self, ids: list[int]) -> list[SpooledEvent]:
         """The events of ``ids`` (ascending) not yet acknowledged."""
         out = []
@@ -418,42 +389,6 @@ class Spool:
             out.append(SpooledEvent(spool_id, batch.resource, keys[i], values[i], metas[i],
                                     batch.accepted_at))
         return out
-
-    def refused(self) -> list[RefusedEvent]:
-        """Every refused event kept, oldest first."""
-        with self._lock:
-            return [RefusedEvent(*row) for row in self._db.execute(
-                "SELECT * FROM refused ORDER BY id")]
-
-    def requeue(self, ids: Iterable[int] | None = None, now: float = 0.0) -> int:
-        """Queue refused events (all, or ``ids``) again, after everything spooled, with
-        their event ids and sequence numbers; returns how many."""
-        chosen = None if ids is None else set(ids)
-        with self._lock:
-            events = [RefusedEvent(*row) for row in self._db.execute(
-                "SELECT * FROM refused ORDER BY id")]
-            events = [e for e in events if chosen is None or e.id in chosen]
-            runs: list[list[RefusedEvent]] = []
-            for event in events:  # a batch holds one resource
-                if runs and runs[-1][0].resource == event.resource:
-                    runs[-1].append(event)
-                else:
-                    runs.append([event])
-            for run in runs:
-                def forget(db: sqlite3.Connection, run: list[RefusedEvent] = run) -> None:
-                    db.executemany("DELETE FROM refused WHERE id = ?", [(e.id,) for e in run])
-
-                self._append_locked(run[0].resource, [e.key for e in run],
-                                    [e.value for e in run], [e.meta for e in run],
-                                    now or run[0].accepted_at, None, forget)
-            return len(events)
-
-    def drop_refused(self, ids: Iterable[int]) -> int:
-        """Forget refused events for good; returns how many were kept."""
-        with self._lock:
-            cursor = self._db.executemany("DELETE FROM refused WHERE id = ?",
-                                          [(i,) for i in ids])
-            return max(cursor.rowcount, 0)
 
     def _save(self, touched: Sequence[_Batch],
               also: Callable[[sqlite3.Connection], None] | None = None) -> None:

@@ -203,10 +203,9 @@ class Sender:
             log.warning("the broker refused a record batch as too large; resending what is "
                         "unconfirmed one event per batch, to find the event at fault")
             self._replace_producer(ISOLATING)
-        elif (self._isolating_upto is not None and self._inflight == 0
-              and self._sent_upto >= self._isolating_upto and self._rewind_to is None):
+        elif self._isolating_upto is not None and self._isolated(self._isolating_upto):
             self._isolating_upto = None
-            self._replace_producer()
+            self._replace_producer()  # back to normal batches; resends what is in flight
         self._feed()
         self._notify()
         if self._on_tick is not None:
@@ -281,6 +280,14 @@ class Sender:
             else:
                 if len(rows) < limit:  # ids up to ``upto`` not returned were acked already
                     self._sent_upto = max(self._sent_upto, upto)
+
+    def _isolated(self, upto: int) -> bool:
+        """Has every event up to ``upto`` (all that was unconfirmed when a batch was too
+        large) been confirmed or refused, one per batch?"""
+        if self._sent_upto < upto or self._rewind_to is not None:
+            return False
+        first = self._spool.pending(0, 1)
+        return not first or first[0].id > upto
 
     def _refuse_permanent(self, failed: Failed) -> Failed:
         """Keep the refused-for-good of ``failed`` aside; returns the ones to retry."""

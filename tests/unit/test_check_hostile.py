@@ -11,11 +11,14 @@ import json
 import re
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
 from click.testing import CliRunner
 
 from syncbus.cli.check import check
+from syncbus.core.catalog import check_bus
 
 Breaker = Callable[[Path, Path], Path]  # (streams, schemas) -> the file it broke
 
@@ -147,3 +150,31 @@ def test_schema_array_in_check_of_a_resource_names_no_traceback(
     result = CliRunner().invoke(check, ["--streams", str(streams), "--schemas", str(schemas)])
     assert result.exit_code == 1
     assert "resource legal.company: unknown schema" in result.output
+
+
+WRONG_TYPES: list[Any] = [None, [1], {"a": 1}, True, 10**30]
+
+
+@pytest.mark.parametrize("section", ["departments", "subscribers", "resources", "grants"])
+def test_any_value_of_the_wrong_type_is_a_problem_or_accepted_never_a_crash(
+    section: str, bus_copy: tuple[Path, Path]
+) -> None:
+    """Every key of the section's first entry, set to values of every wrong type."""
+    streams, schemas = bus_copy
+    path = streams / f"{section}.yaml"
+    original = yaml.safe_load(path.read_text(encoding="utf-8"))
+    entry = original[section][0]
+    keys = [*entry, *(entry["sla"] if section == "resources" else {})]
+    for key in keys:
+        for value in WRONG_TYPES:
+            broken = json.loads(json.dumps(original))
+            target = broken[section][0]
+            if key in target:
+                target[key] = value
+            else:
+                target["sla"][key] = value
+            path.write_text(yaml.safe_dump(broken, allow_unicode=True), encoding="utf-8")
+            try:
+                check_bus(streams, schemas)
+            except Exception as exc:  # the point is that none escapes
+                pytest.fail(f"{section} {key}={value!r}: {type(exc).__name__}: {exc}")

@@ -115,3 +115,26 @@ def test_a_line_over_the_event_size_limit_is_refused_by_number(tmp_path: Path) -
     assert "over the limit of 1,000,000 bytes" in refused[2]
     assert "legal.company" in refused[2]
     assert "accepted 2, rejected 1" in result.stdout
+
+
+def test_refused_events_are_queued_again_by_the_command(tmp_path: Path) -> None:
+    spool_path = tmp_path / "legal.company.db"
+    spool = Spool(spool_path, department="js-scjgj")
+    meta = "id1\x1fCREATE\x1f320102\x1f\x1f1\x1f1\x1f1"
+    spool.append("legal.company", [(b"k", b"\xc3\x01" + bytes(8) + b"v", meta)], 1, 1.0)
+    spool.refuse([1], "TOPIC_AUTHORIZATION_FAILED", "Broker: Topic authorization failed", 2.0)
+    spool.close()
+    result = subprocess.run([
+        sys.executable, "-m", "syncbus", "publish", "--as", "js-scjgj",
+        "--resource", "legal.company", "--resend-refused", "--spool", str(spool_path),
+        "--bootstrap", NOWHERE, "--timeout", "0.2",
+        "--streams", str(ROOT / "streams"), "--schemas", str(ROOT / "schemas"),
+    ], capture_output=True, text=True, timeout=120, cwd=ROOT, stdin=subprocess.DEVNULL)
+    assert "queued 1 refused events again" in result.stderr, result.stderr
+    assert result.returncode == 3, "queued, not yet confirmed: nothing listens there"
+    kept = Spool(spool_path)
+    try:
+        assert kept.depth == 1 and kept.refused() == []
+        assert kept.sequences() == {"legal.company": 1}
+    finally:
+        kept.close()

@@ -133,16 +133,20 @@ def _not_json(exc: Exception) -> str:
               default=lambda: settings.get("schemas"), show_default="schemas")
 @click.option("--timeout", default=60.0, show_default=True,
               help="Seconds to wait for the broker to confirm everything.")
+@click.option("--resend-refused", is_flag=True,
+              help="First queue again the events the broker refused for good (kept in "
+              "the spool), once their cause is fixed; without --file or '-', read nothing.")
 def publish(
     department: str, resource: str, file: IO[bytes] | None, stdin_marker: str | None,
     bootstrap: str | None, spool: Path | None, streams: Path, schemas: Path, timeout: float,
+    resend_refused: bool,
 ) -> None:
     """Publish JSON-lines changes of RESOURCE as department --as."""
     try:
         bus = load_bus(streams, schemas)
     except BusDefinitionError as exc:
         raise click.ClickException(f"the bus definition has problems:\n{exc}") from exc
-    stream = file or sys.stdin.buffer
+    stream = file or (None if resend_refused and not stdin_marker else sys.stdin.buffer)
     refused: list[RefusedEvent] = []  # appended to by the publisher's sending thread
     try:
         publisher = Publisher(department, bus, bootstrap, spool_path=spool,
@@ -154,14 +158,17 @@ def publish(
             run = Run(publisher, resource)
         except (PublishError, KeyError) as exc:
             raise click.ClickException(str(exc)) from exc
-        _feed(run, stream)
+        if resend_refused:
+            click.echo(f"queued {publisher.resend_refused()} refused events again", err=True)
+        if stream is not None:
+            _feed(run, stream)
     finally:
         left = publisher.close(timeout)  # waits for the broker's confirmations once
     for event in refused:
         run.rejected += 1
         click.echo(f"{run.line_of(event)}: refused by the broker: {event.error}: "
                    f"{event.reason} ({len(event.value):,} bytes); kept in the spool's "
-                   "refused events, resend them with Publisher.resend_refused()", err=True)
+                   "refused events; once the cause is fixed, --resend-refused sends them", err=True)
     delivered = max(run.accepted - left - len(refused), 0)
     click.echo(f"accepted {run.accepted}, rejected {run.rejected}, delivered {delivered}")
     if left:

@@ -15,7 +15,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 from prometheus_client import CollectorRegistry
 
 from syncbus.core import topics as t
@@ -247,27 +246,6 @@ def test_publish_keeps_accepting_while_the_broker_is_away_up_to_its_bound(
     assert again.depth == 5, "what was not delivered stays spooled for the next run"
     again.close()
     assert not [th for th in threading.enumerate() if th.name == "syncbus-publisher"]
-
-
-def test_a_missing_topic_fails_deliveries_but_loses_nothing(
-    broker: LocalKafka, tmp_path: Path, loops: str
-) -> None:
-    """The topic does not exist yet (auto-creation is off): the events wait."""
-    topic = f"raw.credit.penalty.missing-{loops}-{os.urandom(4).hex()}"
-    recs = records("credit.penalty", 20, seed=9)
-    with Publisher("js-xyb", shipped_bus(), broker.bootstrap, spool_path=tmp_path / "x.db",
-                   registry=CollectorRegistry(), topic_of=lambda _: topic,
-                   producer_config={"topic.metadata.propagation.max.ms": 500}) as pub:
-        ids = pub.publish_many("credit.penalty", [{"op": "CREATE", "after": r} for r in recs])
-        assert pub.flush(3) == 20, "undeliverable events stay spooled"
-        failed = pub.metrics.failed.labels("UNKNOWN_TOPIC_OR_PART")._value.get()
-        assert failed >= 20
-        admin = AdminClient({"bootstrap.servers": broker.bootstrap})
-        for future in admin.create_topics([NewTopic(topic, 3, 1)]).values():
-            future.result(timeout=30)
-        assert pub.flush(60) == 0
-    reads = read_topic(broker.bootstrap, topic, 20)
-    assert sorted(r.event_id for r in reads) == sorted(ids)
 
 
 def test_a_small_window_sends_everything_from_the_spool_in_order(

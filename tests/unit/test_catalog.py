@@ -309,4 +309,4 @@ def test_missing_file_and_bad_yaml(bus_copy: tuple[Path, Path]) -> None:
     assert any(
         p.startswith(f"{streams / 'subscribers.yaml'}: -: file is missing") for p in problems
     )
-    assert any("departments.yaml: -: not valid YAML" in p for p in problems)
+    assert any("departments.yaml: line 1: not valid YAML" in p for p in problems)

@@ -73,7 +73,7 @@ def router(
     from syncbus.admin.names import TopicNames
     from syncbus.connection import Connection
     from syncbus.router.app import RouterConfig, run
-    from syncbus.router.secrets import MissingSecret, TokenSecrets
+    from syncbus.router.secrets import MissingSecret, SecretsError, TokenSecrets
 
     # Faust creates only the last level of its data directory, and resolves a relative
     # one against its own idea of the current directory: give it an absolute, existing one.
@@ -85,9 +85,13 @@ def router(
             f"cannot create the router work directory {workdir}: {exc.strerror}; "
             "pass a writable --workdir"
         ) from exc
+    try:
+        secrets = TokenSecrets.load(secrets_file)
+    except SecretsError as exc:
+        raise click.ClickException(str(exc)) from None
     config = RouterConfig(
         connection=Connection.from_env(bootstrap),
-        secrets=TokenSecrets.load(secrets_file),
+        secrets=secrets,
         workdir=workdir,
         app_id=app_id,
         names=TopicNames(topic_prefix),

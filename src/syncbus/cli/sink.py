@@ -5,6 +5,8 @@ from __future__ import annotations
 import click
 
 from syncbus.connection import Connection
+from syncbus.core.problems import redact_url
+from syncbus.subscriber.store import StoreUnavailable
 
 
 @click.command("sink")
@@ -45,7 +47,7 @@ def sink(
         chosen = list(resources) or granted_resources(connection, subscriber_id, topic_prefix)
     except (ValueError, KeyError) as exc:
         raise click.ClickException(str(exc)) from exc
-    click.echo(f"sink {subscriber_id} -> {database}: {', '.join(chosen)}", err=True)
+    click.echo(f"sink {subscriber_id} -> {redact_url(database)}: {', '.join(chosen)}", err=True)
     try:
         applied = run_sink(
             subscriber_id,
@@ -59,4 +61,6 @@ def sink(
         )
     except KeyboardInterrupt:
         return
+    except (StoreUnavailable, ValueError) as exc:
+        raise click.ClickException(str(exc)) from None
     click.echo(f"applied {applied} events", err=True)

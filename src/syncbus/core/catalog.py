@@ -16,11 +16,10 @@ API (the dataclasses are re-exported from ``syncbus.core.model``):
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
-
-import yaml
 
 from syncbus.core.model import (
     CLEARANCES,
@@ -41,6 +40,7 @@ from syncbus.core.problems import BusDefinitionError, Problem
 from syncbus.core.regions import NATIONAL, is_valid_region
 from syncbus.core.rules import check_references
 from syncbus.core.schemas import SchemaRepository, load_schemas
+from syncbus.core.sources import UnreadableInput, load_yaml, read_text
 
 __all__ = [
     "Bus",
@@ -82,14 +82,10 @@ class _Section:
         self.name = name
         self.problems = problems
         self.entries: list[dict[str, Any]] = []
-        path = streams_dir / f"{name}.yaml"
         try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            self.problem("-", "file is missing")
-            return
-        except yaml.YAMLError as exc:
-            self.problem("-", f"not valid YAML: {exc}")
+            data = load_yaml(read_text(streams_dir / f"{name}.yaml"))
+        except UnreadableInput as exc:
+            self.problem("-" if exc.line is None else f"line {exc.line}", exc.reason)
             return
         items = data.get(name) if isinstance(data, dict) else None
         if not isinstance(items, list):
@@ -164,6 +160,17 @@ def _parties(section: _Section) -> dict[str, Any]:
     return out
 
 
+def _duration(value: Any) -> float:
+    """``parse_duration``, refusing what a float cannot hold or compare (``.nan``, ``.inf``)."""
+    try:
+        seconds = parse_duration(value)
+    except OverflowError:
+        raise ValueError("duration is out of range (use seconds or 30s, 15m, 1h, 1d)") from None
+    if not math.isfinite(seconds):
+        raise ValueError(f"not a finite duration: {value!r} (use seconds or 30s, 15m, 1h, 1d)")
+    return seconds
+
+
 def _resources(section: _Section) -> dict[str, Resource]:
     out: dict[str, Resource] = {}
     _unique(section, [str(e["id"]) for e in section.entries])
@@ -180,9 +187,10 @@ def _resources(section: _Section) -> dict[str, Resource]:
             sla = e["sla"]
             if not isinstance(sla, dict) or set(sla) != _SLA_KEYS:
                 raise ValueError(f"sla needs exactly {', '.join(sorted(_SLA_KEYS))}")
-            completeness = float(sla["completeness"])
-            if not 0 < completeness <= 1:
-                raise ValueError("sla completeness must be in (0, 1]")
+            completeness = sla["completeness"]
+            if not isinstance(completeness, int | float) or isinstance(completeness, bool) \
+                    or not 0 < completeness <= 1:
+                raise ValueError("sla completeness must be a number in (0, 1]")
             resource = Resource(
                 id=str(e["id"]),
                 owner=str(e["owner"]),
@@ -192,11 +200,11 @@ def _resources(section: _Section) -> dict[str, Resource]:
                 sharing=e["sharing"],
                 legal_basis=e.get("legal_basis"),
                 vertical=vertical,
-                update_cycle_seconds=parse_duration(e["update_cycle"]),
+                update_cycle_seconds=_duration(e["update_cycle"]),
                 sla=Sla(
-                    parse_duration(sla["latency_p99"]),
-                    completeness,
-                    parse_duration(sla["freshness"]),
+                    _duration(sla["latency_p99"]),
+                    float(completeness),
+                    _duration(sla["freshness"]),
                 ),
             )
         except ValueError as exc:
@@ -228,6 +236,10 @@ def _grants(section: _Section) -> list[Grant]:
             expires = parse_expires(e.get("expires"))
         except ValueError as exc:
             section.problem(label, str(exc))
+            continue
+        except OverflowError:  # 9999-12-31: "through that whole day" ends after year 9999
+            section.problem(label, f"expires {e.get('expires')!s} is out of range "
+                            "(the latest is 9999-12-30)")
             continue
         if ok:
             out.append(

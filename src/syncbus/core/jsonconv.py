@@ -2,7 +2,11 @@
 
 Input is strict: an unknown field is an error naming it (a typo must not turn
 into a silently missing column), a date is ``YYYY-MM-DD``, a decimal is a string
-or number (strings keep precision), a timestamp is ISO 8601 or int micros.
+or number (strings keep precision), a timestamp is ISO 8601 or int micros. A
+number its Avro type cannot hold is an error naming the field, never an exception
+of the encoder: an ``int``/``long`` or timestamp beyond 32/64 bits, a ``float``/
+``double`` that is NaN, infinite (Python's ``json`` reads ``NaN`` and ``1e400``)
+or beyond a double, a decimal with more digits than its precision.
 Output is what ``json.dumps`` takes: dates and datetimes ISO 8601, decimals as
 strings, bytes as base64.
 
@@ -15,8 +19,10 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import math
+import sys
 from collections.abc import Mapping
-from decimal import Decimal, InvalidOperation
+from decimal import Context, Decimal, InvalidOperation
 from typing import Any
 
 from syncbus.core.problems import FieldError, ValidationError
@@ -27,8 +33,35 @@ class _Bad(Exception):
         self.reason = reason
 
 
+_INT_BITS = {"int": 31, "long": 63}
+
+
+def _short(value: Any) -> str:
+    """A number as an error may quote it: JSON integers can have thousands of digits."""
+    text = repr(value) if not isinstance(value, int) or abs(value) < 10**30 else "a huge integer"
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _number(kind: str, value: Any) -> None:
+    """Raise _Bad when ``value`` is a number that an Avro ``kind`` cannot hold."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return  # not a number: the validator names the type
+    if kind in _INT_BITS and isinstance(value, int):
+        bound = 1 << _INT_BITS[kind]
+        if not -bound <= value < bound:
+            raise _Bad(f"{_short(value)} is out of range for {kind} (-2^{_INT_BITS[kind]} .. "
+                       f"2^{_INT_BITS[kind]} - 1)")
+    elif kind in ("float", "double"):
+        if isinstance(value, int) and abs(value) > sys.float_info.max:
+            raise _Bad(f"{_short(value)} is out of range for {kind}")
+        if isinstance(value, float) and not math.isfinite(value):
+            raise _Bad(f"expected a finite {kind}, got {value!r}")
+
+
 def _logical(type_: Mapping[str, Any], value: Any) -> Any:
     logical = type_.get("logicalType")
+    if logical in ("timestamp-micros", "timestamp-millis") and isinstance(value, int | float):
+        _number("long", value)
     if logical == "date" and isinstance(value, str):
         try:
             return dt.date.fromisoformat(value)
@@ -51,7 +84,13 @@ def _logical(type_: Mapping[str, Any], value: Any) -> Any:
             raise _Bad(f"expected a decimal number, got {value!r}") from None
         if not number.is_finite():
             raise _Bad(f"expected a finite decimal, got {value!r}")
-        return number.quantize(Decimal(1).scaleb(-int(type_.get("scale", 0))))
+        precision, scale = int(type_.get("precision", 0)), int(type_.get("scale", 0))
+        try:  # rounded to the scale, then at most ``precision`` digits in all
+            rounded = number.quantize(Decimal(1).scaleb(-scale), context=Context(prec=precision))
+        except InvalidOperation:
+            raise _Bad(f"{_short(value)} has more digits than decimal({precision}, {scale}) "
+                       f"holds (at most {precision - scale} before the point)") from None
+        return rounded
     return value
 
 
@@ -74,10 +113,16 @@ def _convert(
         if kind == "record":
             return _record(type_, value, path, names, out)
         try:
+            if "logicalType" not in type_:
+                _number(kind, value)
             return _logical(type_, value)
         except _Bad as bad:
             out.append(FieldError(path, bad.reason))
             return value
+    try:
+        _number(type_, value)
+    except _Bad as bad:
+        out.append(FieldError(path, bad.reason))
     return value
 
 

@@ -8,6 +8,7 @@ broken ``streams/`` folder is repaired in one pass, not one error per run.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -49,3 +50,20 @@ class ValidationError(ValueError):
     def __init__(self, errors: list[FieldError]) -> None:
         self.errors = errors
         super().__init__("; ".join(str(e) for e in errors))
+
+
+_PARAM_PASSWORD = re.compile(r"(?P<head>(?:^|[?&\s])password=)[^&\s]*", re.IGNORECASE)
+
+
+def redact_url(url: str) -> str:
+    """``url`` as it may be printed: the password of ``scheme://user:password@host``, of a
+    ``?password=`` query parameter and of a ``password=`` connection string become ``***``.
+    Every message, log line and exception that shows a database URL shows this."""
+    scheme, sep, rest = url.partition("://")
+    if sep:
+        end = min((i for i in map(rest.find, "/?#") if i >= 0), default=len(rest))
+        userinfo, at, host = rest[:end].rpartition("@")
+        if at and ":" in userinfo:
+            user = userinfo.split(":", 1)[0]
+            url = f"{scheme}://{user}:***@{host}{rest[end:]}"
+    return _PARAM_PASSWORD.sub(r"\g<head>***", url)

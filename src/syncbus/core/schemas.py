@@ -29,7 +29,6 @@ API:
 from __future__ import annotations
 
 import copy
-import json
 import re
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -37,6 +36,7 @@ from typing import Any
 
 from syncbus.core.envelope import ENVELOPE
 from syncbus.core.problems import BusDefinitionError, Problem
+from syncbus.core.sources import UnreadableInput, load_json, read_text
 
 GRADES = ("L1", "L2", "L3", "L4")
 PII_KINDS = frozenset({"id_number", "name", "phone", "birth_date", "address", "location"})
@@ -194,25 +194,37 @@ def _check_domain(file: str, schema: Any, name: str) -> list[Problem]:
         elif grade not in GRADES:
             problems.append(Problem(file, f"field {path}", f"grade {grade!r} is not L1..L4"))
         fmt = field.get("format")
-        if fmt is not None and fmt not in FORMATS:
+        if fmt is not None and (not isinstance(fmt, str) or fmt not in FORMATS):
             problems.append(
                 Problem(
                     file, f"field {path}", f"unknown format {fmt!r} ({', '.join(sorted(FORMATS))})"
                 )
             )
+        pii = field.get("pii")
+        if pii is not None and not isinstance(pii, str):
+            problems.append(Problem(file, f"field {path}", f"pii must be a string, not {pii!r}"))
     return problems
 
 
-def _parse_file(path: Path, problems: list[Problem]) -> Schema | None:
+def _parse_file(path: Path, problems: list[Problem], entry: str) -> Schema | None:
+    """The file's record schema, or None with the problem (unreadable, not JSON, not a
+    record, not valid Avro) added under ``entry``."""
     from fastavro.schema import parse_schema  # parse to catch invalid Avro early
 
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = load_json(read_text(path))
+    except UnreadableInput as exc:
+        problems.append(Problem(str(path), entry, str(exc)))
+        return None
+    if not isinstance(data, dict) or data.get("type") != "record":
+        problems.append(Problem(str(path), entry, "top level must be an Avro record "
+                                "(a JSON object with \"type\": \"record\")"))
+        return None
+    try:
         parse_schema(copy.deepcopy(data), _write_hint=False)
     except Exception as exc:  # any parse failure is reported, never raised
-        problems.append(Problem(str(path), path.name, f"not a valid Avro schema: {exc}"))
+        problems.append(Problem(str(path), entry, f"not a valid Avro schema: {exc}"))
         return None
-    assert isinstance(data, dict)
     return data
 
 
@@ -232,7 +244,7 @@ def load_schemas(schemas_dir: Path) -> tuple[SchemaRepository, list[Problem]]:
         if match is None:
             problems.append(Problem(str(path), path.name, "file name must be <name>.v<N>.avsc"))
             continue
-        schema = _parse_file(path, problems)
+        schema = _parse_file(path, problems, path.name)
         if schema is None:
             continue
         name, version = match["name"], int(match["v"])
@@ -253,7 +265,7 @@ def _load_envelope(folder: Path, problems: list[Problem]) -> Schema:
         problems.append(Problem(str(folder), "envelope", "no change_event.v<N>.avsc"))
         return {}
     path = found[-1][1]
-    schema = _parse_file(path, problems)
+    schema = _parse_file(path, problems, "envelope")
     if schema is not None and schema != ENVELOPE:
         problems.append(
             Problem(str(path), "envelope", "differs from syncbus.core.envelope.ENVELOPE")

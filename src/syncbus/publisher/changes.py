@@ -36,6 +36,11 @@ except ImportError:  # no C compiler where this was installed: the Python path d
     NewStateWriter = numbered = None
 
 DATA_OPS = ("CREATE", "UPDATE", "DELETE", "SNAPSHOT")
+# One event's key and value at most: Kafka's default max.message.bytes is 1 MiB + 12
+# for a whole record batch, and an event refused by the broker after it was accepted
+# would have to be kept aside (``refused``); refused at ``publish``, it is the caller's.
+MAX_EVENT_BYTES = 1_000_000
+HEADROOM_BYTES = 16_384  # headers and record overhead, on top of it in librdkafka's limit
 _NEW_STATE = frozenset({"CREATE", "SNAPSHOT"})  # ops carrying only ``after``
 _SEP = "\x1f"  # never in ids, op names, region codes or decimal numbers
 
@@ -54,8 +59,12 @@ def now_micros() -> int:
     return time.time_ns() // 1000
 
 
+_LONG = 1 << 63  # occurred_at is an Avro long
+
+
 def to_micros(value: dt.datetime | int | str | None, default: int) -> int:
-    """Micros since the epoch; naive datetimes and ISO strings without zone are UTC."""
+    """Micros since the epoch; naive datetimes and ISO strings without zone are UTC.
+    ValueError for what is no time or does not fit the envelope's long."""
     if value is None:
         return default
     if isinstance(value, str):
@@ -64,7 +73,11 @@ def to_micros(value: dt.datetime | int | str | None, default: int) -> int:
         if value.tzinfo is None:
             value = value.replace(tzinfo=dt.UTC)
         return int(value.timestamp() * 1_000_000)
-    return int(value)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"expected ISO 8601 or int micros, got {type(value).__name__}")
+    if not -_LONG <= value < _LONG:
+        raise ValueError("int micros out of range (a 64-bit integer)")
+    return value
 
 
 def new_event_ids(n: int) -> list[str]:
@@ -151,9 +164,11 @@ class ResourceWriter:
     """Checks and encodes the changes of one resource for one source department."""
 
     def __init__(
-        self, bus: Bus, department: str, resource_id: str, *, native: bool = True
+        self, bus: Bus, department: str, resource_id: str, *, native: bool = True,
+        max_event_bytes: int = MAX_EVENT_BYTES,
     ) -> None:
         self.resource = resolve(bus, department, resource_id)
+        self.max_event_bytes = max_event_bytes
         self.domain = bus.schemas.latest(self.resource.schema)
         self.event_schema = bus.schemas.event_schema(self.resource.schema)
         self._codec = Codec()
@@ -203,16 +218,15 @@ class ResourceWriter:
         if not isinstance(obj.get("op"), str):
             errors.append(FieldError("op", "required: CREATE, UPDATE, DELETE or SNAPSHOT"))
         occurred = obj.get("occurred_at")
-        if occurred is not None and not isinstance(occurred, int | str):
-            errors.append(FieldError("occurred_at", "expected ISO 8601 or int micros"))
+        occurred_at = None
+        if occurred is not None:
+            try:
+                occurred_at = to_micros(occurred, 0)
+            except ValueError as exc:
+                reason = f"not ISO 8601: {occurred!r}" if isinstance(occurred, str) else str(exc)
+                errors.append(FieldError("occurred_at", reason))
         if errors:
             raise ChangeRejected(self.resource.id, errors)
-        try:
-            occurred_at = to_micros(occurred, 0) if occurred is not None else None
-        except ValueError:
-            raise ChangeRejected(
-                self.resource.id, [FieldError("occurred_at", f"not ISO 8601: {occurred!r}")]
-            ) from None
         return Change(str(obj.get("op")), records.get("after"), records.get("before"), occurred_at)
 
     def check(self, change: Change, index: int = 0) -> tuple[str, str, str]:
@@ -280,7 +294,9 @@ class ResourceWriter:
         i, n = 0, len(changes)
         while i < n:
             if native is not None:
+                start, before = i, len(rows)
                 i = native.write(changes, i, event_ids, first_seq, published, rows, accepted)
+                i = self._cut_oversized(rows, accepted, before, start, i)
                 if i == n:
                     break
                 end = i + 1
@@ -306,6 +322,27 @@ class ResourceWriter:
             i = end
         return rows, accepted
 
+    def _cut_oversized(self, rows: list[Prepared], accepted: list[str], before: int,
+                       start: int, end: int) -> int:
+        """The C loop wrote ``rows[before:]`` for ``changes[start:end]``, one each: drop the
+        first oversized one and all after it, and return its change index, so that the
+        Python path rejects it (with its reason) and numbers the rest without a gap."""
+        limit = self.max_event_bytes
+        for k in range(before, len(rows)):
+            if len(rows[k][0]) + len(rows[k][1]) > limit:
+                del rows[k:], accepted[k:]
+                return start + (k - before)
+        return end
+
+    def _size_error(self, key: bytes, value: bytes) -> FieldError | None:
+        size = len(key) + len(value)
+        if size <= self.max_event_bytes:
+            return None
+        return FieldError("/", f"the encoded event is {size:,} bytes, over the limit of "
+                          f"{self.max_event_bytes:,} bytes for one event of "
+                          f"{self.resource.id} (Publisher max_event_bytes; the broker's "
+                          "max.message.bytes): split the record or shorten its values")
+
     def encode(
         self, change: Change, key: str, region: str, old: str, seq: int, event_id: str,
         published: int, index: int = 0,
@@ -330,8 +367,15 @@ class ResourceWriter:
         seq = first_seq
         for (index, change, key, region, old), event_id in zip(checked, event_ids, strict=False):
             op, occurred = change.op, change.occurred_at
-            if occurred is not None:
-                occurred = to_micros(occurred, published)
+            try:
+                if occurred is not None:
+                    occurred = to_micros(occurred, published)
+            except (ValueError, TypeError) as exc:
+                rejected = ChangeRejected(resource, [FieldError("occurred_at", str(exc))], index)
+                if on_reject is None:
+                    raise rejected from None
+                on_reject(rejected)
+                continue
             try:
                 value = encode(fp, {
                     "event_id": event_id, "source": source, "resource": resource, "op": op,
@@ -339,10 +383,17 @@ class ResourceWriter:
                     "occurred_at": published if occurred is None else occurred,
                     "published_at": published, "before": change.before, "after": change.after,
                 })
-            except EncodeError as exc:
+            except (EncodeError, OverflowError) as exc:  # the codec's error, or a C number
                 rejected = ChangeRejected(resource, [FieldError("/", str(exc))], index)
                 if on_reject is None:
                     raise rejected from exc
+                on_reject(rejected)
+                continue
+            too_large = self._size_error(key.encode(), value)
+            if too_large is not None:
+                rejected = ChangeRejected(resource, [too_large], index)
+                if on_reject is None:
+                    raise rejected
                 on_reject(rejected)
                 continue
             occurred_s = published_s if occurred is None else str(occurred)

@@ -30,8 +30,15 @@ class PublisherMetrics:
         )
         self.failed = Counter(
             "syncbus_publisher_failed_total",
-            "Failed delivery reports; the event stays spooled and is sent again.",
+            "Failed delivery reports; the event is sent again, or kept as refused when "
+            "the error is permanent (syncbus_publisher_refused_total).",
             ["error"], registry=reg,
+        )
+        self.refused = Counter(
+            "syncbus_publisher_refused_total",
+            "Events the broker refused for good (too large, not authorized, no such topic), "
+            "taken off the send queue and kept in the spool's refused table.",
+            ["resource", "error"], registry=reg,
         )
         self.lost = Counter(
             "syncbus_publisher_lost_total",

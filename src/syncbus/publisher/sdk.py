@@ -23,6 +23,8 @@ from syncbus.connection import Connection
 from syncbus.core.model import Bus
 from syncbus.core.topics import raw_topic
 from syncbus.publisher.changes import (
+    HEADROOM_BYTES,
+    MAX_EVENT_BYTES,
     Change,
     Prepared,
     ResourceWriter,
@@ -33,6 +35,7 @@ from syncbus.publisher.changes import (
 from syncbus.publisher.errors import ChangeRejected, PublisherClosed, SpoolFull, UnknownResource
 from syncbus.publisher.heartbeat import Heartbeats
 from syncbus.publisher.metrics import PublisherMetrics
+from syncbus.publisher.refused import RefusedEvent
 from syncbus.publisher.sender import Sender
 from syncbus.publisher.spool import Spool, default_spool_path
 
@@ -46,8 +49,17 @@ class Publisher:
     quiet for half its catalog update cycle; a mapping gives resource -> seconds.
     ``max_spooled`` bounds the undelivered events kept while the broker is away;
     beyond it ``publish`` raises ``SpoolFull`` instead of accepting more.
+    ``max_event_bytes`` bounds one event's key and value (the broker's default
+    ``max.message.bytes`` is about 1 MB): a bigger change is rejected at ``publish``,
+    naming the resource and both sizes. An event the broker still refuses for good (a
+    topic with a smaller limit, a missing ACL or topic) is kept aside in the spool, not
+    retried ahead of the others: ``on_refused`` is called with it (from the sending
+    thread), ``refused()`` lists it, ``resend_refused()`` sends it again.
     Each ``publish`` call is one spool transaction (about 0.5 ms here); systems with
     more than a few hundred changes a second hand them over with ``publish_many``.
+    ``sync="full"`` (the default) puts every accepted batch on disk before ``publish``
+    returns; ``"normal"`` survives a crash of the process but not of the host (see
+    ``syncbus.publisher.spool``).
     ``topic_of`` maps a resource to its topic; anything but the default
     (``raw.<resource>``) is for benchmarks that must not feed a live router.
     """
@@ -62,10 +74,12 @@ class Publisher:
         max_spooled: int = 1_000_000,
         window: int = 100_000,
         heartbeats: bool | Mapping[str, float] = False,
-        sync: Literal["normal", "full"] = "normal",
+        sync: Literal["normal", "full"] = "full",
         registry: CollectorRegistry | None = None,
         producer_config: dict[str, Any] | None = None,
         topic_of: Callable[[str], str] = raw_topic,
+        max_event_bytes: int = MAX_EVENT_BYTES,
+        on_refused: Callable[[list[RefusedEvent]], None] | None = None,
     ) -> None:
         if department not in bus.departments:
             known = ", ".join(sorted(bus.departments))
@@ -75,6 +89,7 @@ class Publisher:
         self.department = department
         self.bus = bus
         self.max_spooled = max_spooled
+        self.max_event_bytes = max_event_bytes
         self.metrics = PublisherMetrics(registry)
         self._writers: dict[str, ResourceWriter] = {}
         self._lock = threading.RLock()  # sequence order == spool order == send order
@@ -87,7 +102,9 @@ class Publisher:
         self._sender = Sender(
             self.spool, connection, department, self.metrics, window=window,
             on_tick=self._heartbeats.tick if self._heartbeats else None,
-            config=producer_config, topic_of=topic_of,
+            config={"message.max.bytes": max(max_event_bytes, 1000) + HEADROOM_BYTES,
+                    **(producer_config or {})},
+            topic_of=topic_of, on_refused=on_refused,
         )
         self.metrics.spool_depth.set(self.spool.depth)
 
@@ -108,7 +125,8 @@ class Publisher:
         found = self._writers.get(resource)
         if found is None:
             try:
-                found = ResourceWriter(self.bus, self.department, resource)
+                found = ResourceWriter(self.bus, self.department, resource,
+                                       max_event_bytes=self.max_event_bytes)
             except Exception:
                 self.metrics.rejected.labels(resource).inc()
                 raise
@@ -201,6 +219,26 @@ class Publisher:
             self._store(resource, [row], seq)
         self.metrics.heartbeats.labels(resource).inc()
         return event_id
+
+    # ------------------------------------------------- refused by the broker
+
+    def refused(self) -> list[RefusedEvent]:
+        """Events the broker refused for good, kept in the spool (oldest first)."""
+        return self.spool.refused()
+
+    def resend_refused(self, spool_ids: Iterable[int] | None = None) -> int:
+        """Queue refused events again (all, or these), once their cause is fixed: the topic
+        created, the ACL granted. They keep their event ids and sequence numbers, and go
+        after everything accepted before; returns how many."""
+        with self._lock:
+            self._sender.renew_producer()  # its metadata may still say "no such topic"
+            count = self.spool.requeue(spool_ids, time.time())
+        self.metrics.spool_depth.set(self.spool.depth)
+        return count
+
+    def drop_refused(self, spool_ids: Iterable[int]) -> int:
+        """Forget refused events for good (after republishing them another way)."""
+        return self.spool.drop_refused(spool_ids)
 
     # ---------------------------------------------------------------- lifecycle
 

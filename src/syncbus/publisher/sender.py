@@ -10,9 +10,16 @@ partition librdkafka's idempotent producer keeps that order through retries.
 
 ``message.timeout.ms=0``: librdkafka retries a message until the broker takes
 it, however long the broker is away; the spool bound, not a timeout, is what
-finally pushes back on the caller. A failed delivery report (a permanent error
-such as a refused ACL) leaves the event spooled; once everything in flight has
-reported, sending rewinds to the oldest failed event after ``retry_backoff``.
+finally pushes back on the caller. A failed delivery report leaves the event
+spooled; once everything in flight has reported, sending rewinds to the oldest
+failed event after ``retry_backoff``. An event refused for good (too large, not
+authorized, no such topic: ``refused.PERMANENT_ERRORS``), by a delivery report or
+by ``produce`` itself, is taken off the queue into the spool's ``refused`` table
+instead, so it never holds back the events after it (``syncbus.publisher.refused``).
+The broker's size refusal is for a whole record batch, so it can hit small events
+batched with a big one: it first makes the pump resend what is unconfirmed one
+event per batch (a producer with ``batch.num.messages=1``), where an event still
+refused for size is refused for good, and then go back to normal batches.
 A fatal idempotence error replaces the producer and resends the whole spool;
 resends carry the event ids of the first send, so readers can drop duplicates.
 """
@@ -32,6 +39,7 @@ from syncbus.connection import Connection
 from syncbus.core.topics import raw_topic
 from syncbus.publisher.changes import Prepared, make_headers
 from syncbus.publisher.metrics import PublisherMetrics, observe_many
+from syncbus.publisher.refused import RefusedEvent, is_permanent
 from syncbus.publisher.spool import Spool
 
 log = logging.getLogger("syncbus.publisher")
@@ -74,6 +82,8 @@ except ImportError:  # no C compiler where this was installed
     delivery_report, send = _python_report, _send_py
 
 FEED_BATCH = 5000
+ISOLATING = {"batch.num.messages": 1, "linger.ms": 0}  # one event per record batch
+BATCH_TOO_LARGE = "MSG_SIZE_TOO_LARGE"  # the broker's refusal of a record batch
 ACK_GATHER = 0.01  # seconds the pump lets delivery reports gather once they arrive
 IDLE_POLL = 0.02  # seconds the pump waits for a report when idle: also how long close waits
 
@@ -105,8 +115,11 @@ class Sender:
         on_tick: Callable[[], None] | None = None,
         config: dict[str, Any] | None = None,
         topic_of: Callable[[str], str] = raw_topic,
+        on_refused: Callable[[list[RefusedEvent]], None] | None = None,
     ) -> None:
         self._spool = spool
+        self._on_refused = on_refused
+        self._to_notify: list[list[RefusedEvent]] = []  # filled and read by the pump only
         self._topic_of = topic_of
         self._source = source
         self._metrics = metrics
@@ -120,6 +133,9 @@ class Sender:
         }
         self._producer = Producer(self._config)
         self._fatal = False
+        self._renew = False  # replace the producer before the next feed
+        self._isolate = False  # a batch was too large: resend one event per batch
+        self._isolating_upto: int | None = None  # ... until every id up to this settled
         self._lock = threading.Lock()  # guards _sent_upto, _inflight, producing
         self._sent_upto = 0  # every spool id <= this has been handed to librdkafka
         self._inflight = 0
@@ -181,7 +197,17 @@ class Sender:
         self._settle()
         if self._fatal:
             self._replace_producer()
+        elif self._isolate:
+            self._isolate = False
+            self._isolating_upto = self._spool.last_id
+            log.warning("the broker refused a record batch as too large; resending what is "
+                        "unconfirmed one event per batch, to find the event at fault")
+            self._replace_producer(ISOLATING)
+        elif self._isolating_upto is not None and self._isolated(self._isolating_upto):
+            self._isolating_upto = None
+            self._replace_producer()  # back to normal batches; resends what is in flight
         self._feed()
+        self._notify()
         if self._on_tick is not None:
             self._on_tick()
 
@@ -201,6 +227,7 @@ class Sender:
                 published.labels(resource).inc(n)
         with self._lock:
             self._inflight -= len(acked) + len(failed)
+            failed = self._refuse_permanent(failed)
             if failed:
                 oldest = min(spool_id for spool_id, _, _ in failed)
                 self._rewind_to = min(oldest, self._rewind_to or oldest)
@@ -217,6 +244,8 @@ class Sender:
 
     def _feed(self) -> None:
         with self._lock:
+            if self._renew:
+                self._replace_locked(ISOLATING if self._isolating_upto is not None else None)
             if self._rewind_to is not None:
                 if self._inflight > 0 or time.monotonic() < self._rewind_at:
                     return
@@ -239,13 +268,64 @@ class Sender:
                 except BufferError:
                     break
                 except KafkaException as exc:  # refused before queuing, e.g. unknown topic
-                    self._refused(row.id, exc.args[0])
+                    err = exc.args[0]
+                    if is_permanent(err.name()):  # off the queue: the next ones go on
+                        self._refuse([row.id], err.name(), err.str())
+                        self._sent_upto = row.id
+                        continue
+                    self._refused(row.id, err)
                     break
                 self._inflight += 1
                 self._sent_upto = row.id
             else:
                 if len(rows) < limit:  # ids up to ``upto`` not returned were acked already
                     self._sent_upto = max(self._sent_upto, upto)
+
+    def _isolated(self, upto: int) -> bool:
+        """Has every event up to ``upto`` (all that was unconfirmed when a batch was too
+        large) been confirmed or refused, one per batch?"""
+        if self._sent_upto < upto or self._rewind_to is not None:
+            return False
+        first = self._spool.pending(0, 1)
+        return not first or first[0].id > upto
+
+    def _refuse_permanent(self, failed: Failed) -> Failed:
+        """Keep the refused-for-good of ``failed`` aside; returns the ones to retry."""
+        retry: Failed = []
+        by_error: dict[tuple[str, str], list[int]] = {}
+        isolating = self._isolating_upto is not None
+        for spool_id, name, text in failed:
+            if name == BATCH_TOO_LARGE and not isolating:
+                self._isolate = True  # maybe a small event batched with a big one
+                retry.append((spool_id, name, text))
+            elif is_permanent(name):
+                by_error.setdefault((name, text), []).append(spool_id)
+            else:
+                retry.append((spool_id, name, text))
+        for (name, text), ids in by_error.items():
+            self._refuse(ids, name, text)
+        return retry
+
+    def _refuse(self, ids: list[int], name: str, text: str) -> None:
+        refused = self._spool.refuse(ids, name, text, time.time())
+        for event in refused:
+            self._metrics.refused.labels(event.resource, name).inc()
+        if not refused:
+            return
+        log.error("the broker refused %d events for good (%s: %s), first %s; they are kept "
+                  "in the spool's refused table and the events after them go on",
+                  len(refused), name, text, refused[0])
+        self._to_notify.append(refused)
+
+    def _notify(self) -> None:
+        """Tell the host of refused events, outside every lock (it may publish)."""
+        while self._to_notify:
+            refused = self._to_notify.pop(0)
+            if self._on_refused is not None:
+                try:
+                    self._on_refused(refused)
+                except Exception:  # the host's callback must not stop the pump
+                    log.exception("the on_refused callback failed")
 
     def _refused(self, spool_id: int, err: KafkaError) -> None:
         """``produce`` itself refused an event: retry from it after the backoff."""
@@ -255,15 +335,24 @@ class Sender:
         log.warning("librdkafka refused an event (%s: %s); it stays spooled and is retried "
                     "in %.1f s", err.name(), err.str(), self._backoff)
 
-    def _replace_producer(self) -> None:
+    def renew_producer(self) -> None:
+        """Send with a fresh producer from the next feed on: one whose metadata knows of a
+        topic created since (librdkafka keeps refusing one it found missing)."""
         with self._lock:
-            self._acked, self._failed = [], []  # the old producer's reports are not read
-            old, self._producer = self._producer, Producer(self._config)
-            old.purge()
-            self._fatal = False
-            self._inflight = 0
-            self._sent_upto = 0
-            self._rewind_to = None
+            self._renew = True
+
+    def _replace_producer(self, overrides: dict[str, Any] | None = None) -> None:
+        with self._lock:
+            self._replace_locked(overrides)
+
+    def _replace_locked(self, overrides: dict[str, Any] | None = None) -> None:
+        self._acked, self._failed = [], []  # the old producer's reports are not read
+        old, self._producer = self._producer, Producer({**self._config, **(overrides or {})})
+        old.purge()
+        self._fatal = self._renew = False
+        self._inflight = 0
+        self._sent_upto = 0
+        self._rewind_to = None
 
     # ---------------------------------------------------------------- lifecycle
 
@@ -284,5 +373,6 @@ class Sender:
         self._thread.join()
         self._producer.poll(0)
         self._settle()
+        self._notify()
         self._producer.purge()
         self._producer.poll(0)

@@ -20,14 +20,20 @@ when every event in it is acknowledged. (Spools of earlier versions kept the
 events in ``batches.events`` and the bitmap in ``batches.acked``; both are
 still read.)
 
-Durability: with ``sync="normal"`` (WAL, ``synchronous=NORMAL``) a committed
-batch survives the death of the process (kill -9, OOM, a crash of the host
-application), because its blob and the WAL write have reached the operating
-system. It does not survive a power cut or kernel crash before they reach the
-disk; choose ``sync="full"`` (an fsync per commit, much slower) where that
-matters. After such a crash a batch whose row survived and whose blob did not is
-found at open, logged as an error with its ids, dropped, and listed in
-``Spool.lost``, rather than sent damaged. The spool is not safe for two
+Durability: with ``sync="full"``, the default, each batch's blob is fsynced
+before its row is committed and every commit fsyncs SQLite's WAL
+(``synchronous=FULL``), so an accepted batch and the sequence numbers it used
+survive a power cut or kernel crash: ``publish`` returning means on disk. It
+costs two or three fsyncs per ``publish_many`` (blob, WAL, and the segment's
+directory entry when a segment starts). Acknowledgements commit with
+``synchronous=NORMAL``: one lost in a power cut only makes its event be sent
+again, and the readers drop the duplicate by event id. ``sync="normal"``
+(``synchronous=NORMAL`` throughout) survives only the death of the process
+(kill -9, OOM): a power cut can lose the last accepted batches and, with them,
+the sequence numbers they used, which the next batches then reuse. After such
+a crash a batch whose row survived and whose blob did not is found at open,
+logged as an error with its ids, dropped, and listed in ``Spool.lost``, rather
+than sent damaged. The spool is not safe for two
 publishers at once: ``Spool`` takes an exclusive lock file.
 """
 
@@ -42,8 +48,10 @@ import sqlite3
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any, Literal, NamedTuple
+from typing import Any, Literal
 
+from syncbus.publisher.refused import SCHEMA as REFUSED_SCHEMA
+from syncbus.publisher.refused import RefusedEvents, SpooledEvent
 from syncbus.publisher.segments import BlobRef, Segments
 
 log = logging.getLogger("syncbus.publisher.spool")
@@ -73,15 +81,6 @@ CREATE TABLE IF NOT EXISTS owner (
     department TEXT NOT NULL
 );
 """
-
-
-class SpooledEvent(NamedTuple):
-    id: int
-    resource: str
-    key: bytes
-    value: bytes
-    meta: str
-    accepted_at: float
 
 
 class SpoolLocked(RuntimeError):
@@ -131,13 +130,13 @@ except ImportError:  # no C compiler where this was installed
     mark_acked = _mark_acked
 
 
-class Spool:
+class Spool(RefusedEvents):
     """Thread-safe (one connection behind a lock); ids are assigned here, ascending."""
 
     def __init__(
         self,
         path: Path | str,
-        sync: Literal["normal", "full"] = "normal",
+        sync: Literal["normal", "full"] = "full",
         department: str | None = None,
     ) -> None:
         self.path = Path(path)
@@ -157,8 +156,11 @@ class Spool:
         # it; an existing spool keeps the page size it was made with.
         self._db.execute("PRAGMA page_size=16384")
         self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute(f"PRAGMA synchronous={sync.upper()}")
-        self._db.executescript(_SCHEMA)
+        # NORMAL for acknowledgements (lost in a power cut, their events are resent and
+        # readers drop the duplicates by id); appends switch to FULL when ``sync="full"``
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._append_sync = sync.upper()
+        self._db.executescript(_SCHEMA + REFUSED_SCHEMA)
         self._lock = threading.Lock()
         if department is not None:
             self._claim(department)
@@ -268,34 +270,46 @@ class Spool:
     ) -> int:
         """Commit (key, value, meta, ...) rows and the resource's new last sequence in one
         transaction; returns the id of the first row (the others follow)."""
-        events = pickle.dumps(
-            ([r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows]),
-            pickle.HIGHEST_PROTOCOL,
-        )
         with self._lock:
-            first = self._last_id + 1
-            blob = self._segments.write(events)
-            db = self._db
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                db.execute("INSERT INTO batches (first, count, resource, accepted_at, events, "
-                           "segment, offset, length, crc) VALUES (?, ?, ?, ?, x'', ?, ?, ?, ?)",
-                           (first, len(rows), resource, now, *blob))
+            return self._append_locked(resource, [r[0] for r in rows], [r[1] for r in rows],
+                                       [r[2] for r in rows], now, last_seq)
+
+    def _append_locked(
+        self, resource: str, keys: list[bytes], values: list[bytes], metas: list[str],
+        now: float, last_seq: int | None, also: Callable[[sqlite3.Connection], None] | None = None,
+    ) -> int:
+        """One batch (and the last sequence, unless None; and ``also``) in one transaction."""
+        events = pickle.dumps((keys, values, metas), pickle.HIGHEST_PROTOCOL)
+        count = len(keys)
+        first = self._last_id + 1
+        blob = self._segments.write(events)
+        db = self._db
+        db.execute(f"PRAGMA synchronous={self._append_sync}")  # taken at BEGIN
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            db.execute("INSERT INTO batches (first, count, resource, accepted_at, events, "
+                       "segment, offset, length, crc) VALUES (?, ?, ?, ?, x'', ?, ?, ?, ?)",
+                       (first, count, resource, now, *blob))
+            if last_seq is not None:
                 db.execute(
                     "INSERT INTO sequences VALUES (?, ?) "
                     "ON CONFLICT(resource) DO UPDATE SET last = excluded.last",
                     (resource, last_seq),
                 )
-                db.execute("COMMIT")
-            except BaseException:
-                db.execute("ROLLBACK")
-                self._segments.release(blob.segment)
-                raise
-            self._batches.append(_Batch(first, len(rows), resource, now, None, blob))
-            self._firsts.append(first)
-            self._last_id += len(rows)
-            self._depth += len(rows)
-            return first
+            if also is not None:
+                also(db)
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            self._segments.release(blob.segment)
+            raise
+        finally:
+            db.execute("PRAGMA synchronous=NORMAL")
+        self._batches.append(_Batch(first, count, resource, now, None, blob))
+        self._firsts.append(first)
+        self._last_id += count
+        self._depth += count
+        return first
 
     def _events(self, batch: _Batch) -> list[Any]:
         """The batch's (keys, values, metas), read back from the file (cached once)."""
@@ -335,27 +349,49 @@ class Spool:
         what the sender needs for its metrics, so delivery reports carry only the id."""
         ids = ids if isinstance(ids, list) else list(ids)
         with self._lock:
-            touched: dict[int, list[Any]] = {}
-            firsts, batches = self._firsts, self._batches
-            i, n = 0, len(ids)
-            while i < n:  # consecutive ids mostly share a batch: one call per run of them
-                index = bisect.bisect_right(firsts, ids[i]) - 1
-                batch = batches[index] if index >= 0 else None
-                if batch is None or ids[i] >= batch.first + batch.count:
-                    i += 1  # acknowledged and forgotten before: nothing to do
-                    continue
-                new, i = mark_acked(batch.acked, batch.first, batch.first + batch.count, ids, i)
-                batch.left -= new
-                touched.setdefault(batch.first, [batch, 0])[1] += new
-            done = [(b, n) for b, n in touched.values() if n]
-            if not done:
-                return []
-            self._save([b for b, _ in done])
-            removed = sum(n for _, n in done)
-            self._depth -= removed
-            return [(b.accepted_at, b.resource, n) for b, n in done]
+            return self._take_off(ids)
 
-    def _save(self, touched: Sequence[_Batch]) -> None:
+    def _take_off(
+        self, ids: list[int], also: Callable[[sqlite3.Connection], None] | None = None
+    ) -> list[tuple[float, str, int]]:
+        """Mark ``ids`` sent and save that (with ``also``) in one transaction."""
+        touched: dict[int, list[Any]] = {}
+        firsts, batches = self._firsts, self._batches
+        i, n = 0, len(ids)
+        while i < n:  # consecutive ids mostly share a batch: one call per run of them
+            index = bisect.bisect_right(firsts, ids[i]) - 1
+            batch = batches[index] if index >= 0 else None
+            if batch is None or ids[i] >= batch.first + batch.count:
+                i += 1  # acknowledged and forgotten before: nothing to do
+                continue
+            new, i = mark_acked(batch.acked, batch.first, batch.first + batch.count, ids, i)
+            batch.left -= new
+            touched.setdefault(batch.first, [batch, 0])[1] += new
+        done = [(b, n) for b, n in touched.values() if n]
+        if not done and also is None:
+            return []
+        self._save([b for b, _ in done], also)
+        self._depth -= sum(n for _, n in done)
+        return [(b.accepted_at, b.resource, n) for b, n in done]
+
+    def _unsent(self, ids: list[int]) -> list[SpooledEvent]:
+        """The events of ``ids`` (ascending) not yet acknowledged."""
+        out = []
+        for spool_id in ids:
+            index = bisect.bisect_right(self._firsts, spool_id) - 1
+            if index < 0:
+                continue
+            batch = self._batches[index]
+            if spool_id >= batch.first + batch.count or batch.is_acked(spool_id):
+                continue
+            keys, values, metas = self._events(batch)
+            i = spool_id - batch.first
+            out.append(SpooledEvent(spool_id, batch.resource, keys[i], values[i], metas[i],
+                                    batch.accepted_at))
+        return out
+
+    def _save(self, touched: Sequence[_Batch],
+              also: Callable[[sqlite3.Connection], None] | None = None) -> None:
         done = [b for b in touched if not b.left]
         partial = [(b.first, bytes(b.acked)) for b in touched if b.left]
         db = self._db
@@ -367,6 +403,8 @@ class Spool:
                 db.executemany("DELETE FROM acks WHERE first = ?", firsts)
             if partial:
                 db.executemany("INSERT OR REPLACE INTO acks VALUES (?, ?)", partial)
+            if also is not None:
+                also(db)
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")

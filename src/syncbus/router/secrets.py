@@ -2,23 +2,27 @@
 
 ``SYNCBUS_TOKEN_SECRETS`` holds a JSON object ``{"<subscriber>": "<secret>"}``, or
 ``--secrets FILE`` names a JSON or YAML file with the same mapping; the file wins
-per subscriber. Secrets never appear in reprs or logs.
+per subscriber. Secrets never appear in reprs, logs or errors: a malformed file is
+reported by its name and line only (``SecretsError``), the variable by its name.
 """
 
 from __future__ import annotations
 
-import json
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
-import yaml
+from syncbus.core.sources import UnreadableInput, load_json, load_yaml, read_text
 
 ENV = "SYNCBUS_TOKEN_SECRETS"
 
 
 class MissingSecret(ValueError):
     """A grant tokenises values but its subscriber has no secret configured."""
+
+
+class SecretsError(ValueError):
+    """The secrets file or variable is malformed; the message names where, never what."""
 
 
 class TokenSecrets:
@@ -35,9 +39,10 @@ class TokenSecrets:
         env = os.environ if environ is None else environ
         merged: dict[str, str] = {}
         if env.get(ENV):
-            merged.update(_mapping(json.loads(env[ENV]), ENV))
+            merged.update(_mapping(_parsed(lambda: load_json(env[ENV]), ENV), ENV))
         if path is not None:
-            merged.update(_mapping(yaml.safe_load(path.read_text(encoding="utf-8")), str(path)))
+            merged.update(_mapping(_parsed(lambda: load_yaml(read_text(path)), str(path)),
+                                   str(path)))
         return cls(merged)
 
     def get(self, subscriber: str) -> bytes | None:
@@ -53,7 +58,22 @@ class TokenSecrets:
         return secret
 
 
+def _parsed(parse: Callable[[], object], where: str) -> object:
+    """What ``parse`` returns; its failure told by place only, since every line is a secret."""
+    try:
+        return parse()
+    except UnreadableInput as exc:
+        line = "" if exc.line is None else f"line {exc.line}: "
+        what = "not UTF-8 text" if "UTF-8" in exc.reason else "malformed"
+        if exc.reason == "file is missing" or exc.reason.startswith("cannot read"):
+            what = exc.reason
+        raise SecretsError(
+            f"{where}: {line}{what}; it must map subscriber ids to secret strings "
+            '(JSON {"<subscriber>": "<secret>"} or YAML "<subscriber>: <secret>")'
+        ) from None
+
+
 def _mapping(data: object, where: str) -> dict[str, str]:
     if not isinstance(data, dict) or not all(isinstance(v, str) for v in data.values()):
-        raise ValueError(f"{where} must map subscriber ids to secret strings")
+        raise SecretsError(f"{where} must map subscriber ids to secret strings")
     return {str(k): v for k, v in data.items()}

@@ -7,10 +7,18 @@ exactly-once across ``kill -9``: the effect and the record that it happened comm
 together, before the Kafka offset does, and a redelivered event whose id is in the
 store is skipped. The id set is bounded (count and age) so it never grows without
 end; an event redelivered after it was pruned is handled again.
+
+Durability: a ``commit()`` is on disk when it returns (PostgreSQL's own
+``fsync``; on SQLite the WAL is fsynced, as ``synchronous=FULL`` does), because the
+Kafka offsets committed next say "applied": a sink row lost in a power cut after
+that is never delivered again. ``commit(durable=False)`` is for commits that a
+durable one follows before any offset (the subscriber's per-event commits): a power
+cut loses at most those, and their events come again.
 """
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import time
 from collections.abc import Iterable, Iterator, Mapping
@@ -19,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from syncbus.core.problems import redact_url
 from syncbus.subscriber.gaps import Stream
 
 DAY = 86_400.0
@@ -45,25 +54,38 @@ POSTGRES = Dialect(
 )
 
 
+class StoreUnavailable(RuntimeError):
+    """The database cannot be opened; the message shows its URL without the password."""
+
+
 def connect(url: str | Path) -> tuple[Any, Dialect]:
     """A DB-API connection and its dialect: ``postgresql://...``, ``sqlite:///path`` or a path."""
     text = str(url)
     if text.startswith(("postgresql://", "postgres://")):
         import psycopg
 
-        return psycopg.connect(text, autocommit=False), POSTGRES
+        try:
+            return psycopg.connect(text, autocommit=False), POSTGRES
+        except psycopg.Error as exc:
+            raise StoreUnavailable(f"cannot connect to {redact_url(text)}: "
+                                   f"{redact_url(str(exc))}") from None
     if text.startswith("sqlite:///"):
         text = text[len("sqlite:///") :]
     elif "://" in text:
         raise ValueError(
-            f"unsupported database URL {text!r}: use sqlite:///path.db, a path, "
+            f"unsupported database URL {redact_url(text)!r}: use sqlite:///path.db, a path, "
             "or postgresql://user@host:port/db"
         )
-    if text != ":memory:":
-        Path(text).parent.mkdir(parents=True, exist_ok=True)
-    conn = sqlite3.connect(text, isolation_level=None, check_same_thread=False)
-    conn.execute("PRAGMA journal_mode=WAL")
-    conn.execute("PRAGMA synchronous=NORMAL")  # a WAL commit survives kill -9 of the process
+    try:
+        if text != ":memory:":
+            Path(text).parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(text, isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA journal_mode=WAL")
+    except (OSError, sqlite3.Error) as exc:
+        raise StoreUnavailable(f"cannot open the SQLite database {text}: {exc}") from None
+    # a WAL commit survives kill -9 of the process; ``SqlStore.commit`` fsyncs the WAL
+    # for a power cut, only where an offset commit follows
+    conn.execute("PRAGMA synchronous=NORMAL")
     conn.execute("PRAGMA busy_timeout=10000")
     return conn, SQLITE
 
@@ -89,6 +111,8 @@ class SqlStore:
         self._prune_every = prune_every
         self._since_prune = 0
         self._in_txn = False
+        self._unsynced = False  # a SQLite commit not yet fsynced
+        self._wal_named = False  # the WAL's directory entry was fsynced
         self._create()
 
     @classmethod
@@ -125,15 +149,40 @@ class SqlStore:
                 self.connection.execute("BEGIN")
             self._in_txn = True
 
-    def commit(self) -> None:
+    def commit(self, durable: bool = True) -> None:
+        """Commit the transaction; ``durable``: on disk when this returns (module doc)."""
         if self._in_txn:
             if self._since_prune >= self._prune_every:
                 self.prune()
             if self.dialect is SQLITE:
                 self.connection.execute("COMMIT")
+                self._unsynced = True
             else:
                 self.connection.commit()
             self._in_txn = False
+        if durable and self._unsynced:
+            self._sync_wal()
+
+    def _sync_wal(self) -> None:
+        """fsync SQLite's WAL: every commit written to it so far is then on disk (what
+        ``synchronous=FULL`` does at each commit, here once per durable commit)."""
+        self._unsynced = False
+        row = self.connection.execute("PRAGMA database_list").fetchone()
+        if not row or not row[2]:
+            return  # an in-memory database
+        path = Path(row[2])
+        for target in (Path(f"{path}-wal"), path.parent):
+            if self._wal_named and target == path.parent:
+                continue  # the WAL file's name is on disk already
+            try:
+                fd = os.open(target, os.O_RDONLY)
+            except FileNotFoundError:
+                continue  # checkpointed and removed: the database file holds it all
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        self._wal_named = True
 
     def rollback(self) -> None:
         if self._in_txn:

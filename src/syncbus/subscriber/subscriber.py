@@ -155,7 +155,7 @@ class Subscriber:
                 if item.event is not None and not item.duplicate and item.error is None:
                     yield item.event
                     self._record(item.event, "handled")
-                    self.store.commit()
+                    self.store.commit(durable=False)  # _finish's commit makes it durable
                     handled += 1
                 else:
                     self._process(item, _never_called, False)
@@ -239,7 +239,7 @@ class Subscriber:
         if error is None:
             self._record(event, "handled")
             if not transactional:
-                self.store.commit()
+                self.store.commit(durable=False)  # _finish's commit makes it durable
             return 1
         if self.retry.on_failure == "stop":
             raise HandlerFailed(

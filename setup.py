@@ -6,8 +6,9 @@ publisher's loop over new-state changes) and ``syncbus.router._bytepath`` (the
 router's byte path, with SHA-256 from ``_sha256.h``) are C compiled from Cython.
 ``optional=True``: on a machine without a C compiler the install still succeeds,
 the codec uses fastavro for everything and the rest their Python versions, which
-give the same bytes and verdicts, several times slower (``tests/unit/test_avro_native.py``
-says so loudly where the build is expected).
+give the same bytes and verdicts, several times slower. pip hides this build's log, so
+``make venv`` runs ``scripts/check_native.py`` after it, which names every module that
+was not built and how to fix it; the tests that expect them fail saying the same.
 """
 
 from Cython.Build import cythonize

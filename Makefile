@@ -27,14 +27,20 @@ lint: $(STAMP)
 	$(BIN)/ruff check src tests
 	$(BIN)/mypy
 
+# Test files run in parallel (pytest-xdist), one whole file per worker at a time
+# (--dist loadfile keeps a module's own broker, ``bus_kafka``, with its tests); each
+# worker is a pytest session with its own ``kafka`` broker. WORKERS=0 runs serially.
+WORKERS ?= auto
+PYTEST := $(BIN)/pytest -n $(WORKERS) --dist loadfile
+
 unit: $(STAMP)
-	$(BIN)/pytest -m 'not integration'
+	$(PYTEST) -m 'not integration'
 
 integration: $(STAMP)
-	$(BIN)/pytest -m integration
+	$(PYTEST) -m integration
 
 test: lint
-	$(BIN)/pytest
+	$(PYTEST)
 
 demo: $(STAMP)
 	PATH="$(abspath $(BIN)):$$PATH" bash scripts/demo.sh

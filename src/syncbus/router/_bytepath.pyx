@@ -18,7 +18,7 @@ know) makes ``route`` return False before it has written anything, and the
 Python path, the reference, routes or dead-letters that event.
 
 API:
-    compile_byte_route(rr, table, names, birth_place_ok) -> ByteRoute | None
+    compile_byte_route(rr, table, names, birth_place_ok) -> ByteRoute | str (why not)
     ByteRoute.route(message, batch) -> bool; ByteRoute.finish(delivered_counter);
         ByteRoute.routed (events it answered for)
     mask_text(kind, text) -> str; date_year_mask(days) -> str (tests)
@@ -879,7 +879,7 @@ cdef int _field_spec(object field, FieldSpec* spec) except -1:
     spec.nullable = spec.null_branch = spec.value_branch = 0
     if isinstance(type_, list):
         if len(type_) != 2 or "null" not in type_:
-            raise _Ineligible("union")
+            raise _Ineligible("a union other than [null, one type]")
         spec.nullable = 1
         spec.null_branch = type_.index("null")
         spec.value_branch = 1 - spec.null_branch
@@ -905,7 +905,7 @@ cdef int _field_spec(object field, FieldSpec* spec) except -1:
     elif (kind, logical) == ("boolean", None):
         spec.type = T_BOOLEAN
     else:
-        raise _Ineligible(f"{kind}/{logical}")
+        raise _Ineligible(f"type {kind}" + (f" ({logical})" if logical else ""))
     fmt = field.get("format")
     if fmt not in _FORMATS or (fmt is not None and spec.type != T_STRING):
         raise _Ineligible(f"format {fmt}")
@@ -917,7 +917,7 @@ cdef _View _view(_Record record, list fields, object plan, bytes fingerprint, ob
     cdef _View view = _View()
     cdef int i
     if [rule.name for rule in plan.rules] != [f["name"] for f in fields]:
-        raise _Ineligible("plan fields")
+        raise _Ineligible("the view plan's fields are not the schema's")
     if secret is not None and type(secret) is not bytes:
         raise _Ineligible("a secret that is not bytes")
     for i, rule in enumerate(plan.rules):
@@ -933,7 +933,7 @@ cdef _View _view(_Record record, list fields, object plan, bytes fingerprint, ob
                 field_type == T_STRING or (field_type == T_DATE and rule.kind == "birth_date")):
             view.action[i], view.kind[i] = A_MASK, _KINDS[rule.kind]
         else:
-            raise _Ineligible(f"{rule.action} {rule.kind}")
+            raise _Ineligible(f"field {rule.name}: {rule.action} {rule.kind}")
         if view.action[i] == A_TOKEN:
             if not secret:
                 raise _Ineligible("token without a secret")
@@ -945,9 +945,9 @@ cdef _View _view(_Record record, list fields, object plan, bytes fingerprint, ob
 
 
 def compile_byte_route(rr, table, names, birth_place_ok):
-    """The byte route of a ``ResourceRoute``, or None where the byte path does not
-    know its schema or one of its grants' plans (then every event takes the Python
-    path). ``birth_place_ok`` is the validator's cached birth-place verdict."""
+    """The byte route of a ``ResourceRoute``, or the reason (text) why the byte path
+    does not know its schema or one of its grants' plans (then every event takes the
+    Python path). ``birth_place_ok`` is the validator's cached birth-place verdict."""
     from syncbus.core.codec import fingerprint
     from syncbus.core.schemas import event_schema
     cdef ByteRoute route = ByteRoute()
@@ -955,19 +955,22 @@ def compile_byte_route(rr, table, names, birth_place_ok):
     cdef int i
     domain = rr.domain
     if fingerprint(event_schema(domain, _ENVELOPE)) != rr.reader_fp:
-        return None  # not the envelope whose layout ``route`` reads
+        return "not the envelope layout the byte path reads"
     fields = list(domain["fields"])
     if len(fields) > MAX_FIELDS:
-        return None
+        return f"more than {MAX_FIELDS} fields"
     route.record = _Record()
     try:
         for i, field in enumerate(fields):
-            _field_spec(field, &route.record.fields[i])
+            try:
+                _field_spec(field, &route.record.fields[i])
+            except _Ineligible as exc:
+                raise _Ineligible(f"field {field['name']}: {exc}") from None
         route.record.n = len(fields)
         names_ = [f["name"] for f in fields]
         route.record.region = names_.index(rr.resource.region_field)
         if route.record.fields[route.record.region].type != T_STRING:
-            return None
+            return "a region field that is not a string"
         views = {}
         route.grants = {}
         for key, grant_route in rr.grants.items():
@@ -978,15 +981,17 @@ def compile_byte_route(rr, table, names, birth_place_ok):
             if grant_route.passthrough and fp == rr.reader_fp:
                 g.view = None
             else:
-                record_tokens = any(r.action == TOKEN for r in plan.rules)
-                view_key = (fp, grant_route.grant.subscriber if record_tokens else "")
+                view_key = grant_route.encode_id  # one masked record per distinct plan
                 if view_key not in views:
-                    views[view_key] = _view(route.record, fields, plan, fp, secret)
+                    try:
+                        views[view_key] = _view(route.record, fields, plan, fp, secret)
+                    except _Ineligible as exc:
+                        raise _Ineligible(f"grant {key}: {exc}") from None
                 g.view = views[view_key]
             g.key_token = plan.key_action != PASS
             if g.key_token:
                 if not secret or type(secret) is not bytes:
-                    return None
+                    return f"grant {key}: a key token without a secret in bytes"
                 sb_hmac_key_init(&g.secret, <const unsigned char*>PyBytes_AS_STRING(secret),
                                  PyBytes_GET_SIZE(secret))
             g.key, g.topic, g.headers = key, grant_route.topic, tuple(grant_route.headers)
@@ -996,8 +1001,10 @@ def compile_byte_route(rr, table, names, birth_place_ok):
             g.sequence_keys = {}
             g.delivered = 0
             route.grants[key] = g
-    except (_Ineligible, KeyError, ValueError, TypeError):
-        return None
+    except _Ineligible as exc:
+        return str(exc)
+    except (KeyError, ValueError, TypeError) as exc:
+        return f"{type(exc).__name__}: {exc}"
     route.resource_id = rr.resource.id
     route.resource_bytes = rr.resource.id.encode()
     route.reader_header = _MAGIC + rr.reader_fp

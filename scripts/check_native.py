@@ -1,7 +1,7 @@
 """Say loudly, at install, when a C part was not built.
 
 setup.py builds the Cython modules as optional extensions, so a machine without
-gcc or the Python headers still installs syncbus, with the Python versions doing
+gcc or the Python or OpenSSL headers still installs syncbus, with the Python versions doing
 the work several times slower. pip hides the build log, so without this check that
 shows up only later, as failing tests (which name the missing module too). Every
 ``.pyx`` under ``src/syncbus`` is expected as an importable module; the exit status
@@ -36,8 +36,9 @@ def main() -> int:
         lines = [bar, "syncbus: the C parts below were NOT built; Python versions run instead,",
                  "several times slower, and the tests that expect them fail:"]
         lines += [f"  {module}: {why}" for module, why in missing]
-        lines += ["Fix: install gcc and the Python headers (Debian: gcc python3-dev), then",
-                  "`rm .venv/.installed && make venv` (or `pip install -v -e .` to see the build log).",
+        lines += ["Fix: install gcc, the Python and OpenSSL headers (Debian: gcc python3-dev",
+                  "libssl-dev), then `rm .venv/.installed && make venv` (`pip install -v -e .`",
+                  "shows the build log).",
                   bar]
         print("\n".join(lines), file=sys.stderr)
     else:

@@ -7,7 +7,7 @@ Python objects that live for one event. Here one walk over the bytes finds where
 each field is and vouches for it (UTF-8, ranges, canonical varints, citizen ID,
 USCC and region checks); a masked view is then written by copying the bytes of
 the fields that pass, writing the masks of the others and the keyed tokens
-(HMAC-SHA256 in C), and every delivery is one bytes object made once.
+(libcrypto's HMAC-SHA256), and every delivery is one bytes object made once.
 
 It is an accelerator with one rule: it answers only for events it can vouch for,
 and produces exactly what ``RoutingEngine``'s Python path would (the unit tests
@@ -47,11 +47,27 @@ from syncbus.core.regions import is_valid_region as _is_valid_region
 cdef extern from "Python.h":
     bint PyBytes_CheckExact(object o)
 
-cdef extern from "_sha256.h":
+cdef extern from "_hmac.h":  # libcrypto's HMAC-SHA256
     ctypedef struct sb_hmac_key:
         pass
-    void sb_hmac_key_init(sb_hmac_key* k, const unsigned char* key, size_t n)
-    void sb_hmac_token(const sb_hmac_key* k, const unsigned char* text, size_t n, char* out)
+    void sb_hmac_key_free(sb_hmac_key* k)
+    int sb_hmac_key_init(sb_hmac_key* k, const unsigned char* key, size_t n)
+    int sb_hmac_token(sb_hmac_key* k, const unsigned char* text, size_t n, char* out)
+
+
+cdef int _keyed(sb_hmac_key* k, bytes secret) except -1:
+    if sb_hmac_key_init(k, <const unsigned char*>PyBytes_AS_STRING(secret),
+                        PyBytes_GET_SIZE(secret)) < 0:
+        raise MemoryError("libcrypto could not make an HMAC-SHA256 context")
+    return 0
+
+
+cdef inline int _token(sb_hmac_key* k, const unsigned char* text, size_t n,
+                       char* out) except -1:
+    if sb_hmac_token(k, text, n, out) < 0:
+        raise MemoryError("libcrypto's HMAC-SHA256 failed")
+    return 0
+
 
 DEF MAX_FIELDS = 64
 DEF HEADER = 10  # MAGIC + 8-byte fingerprint
@@ -399,10 +415,12 @@ def hmac_token(bytes secret, bytes text):
     """The byte path's keyed token (tests compare it with ``masking.token``)."""
     cdef sb_hmac_key key
     cdef char out[32]
-    sb_hmac_key_init(&key, <const unsigned char*>PyBytes_AS_STRING(secret),
-                     PyBytes_GET_SIZE(secret))
-    sb_hmac_token(&key, <const unsigned char*>PyBytes_AS_STRING(text),
-                  PyBytes_GET_SIZE(text), out)
+    memset(&key, 0, sizeof(key))
+    try:
+        _keyed(&key, secret)
+        _token(&key, <const unsigned char*>PyBytes_AS_STRING(text), PyBytes_GET_SIZE(text), out)
+    finally:
+        sb_hmac_key_free(&key)
     return out[:32].decode()
 
 
@@ -431,6 +449,9 @@ cdef class _View:
     cdef Py_ssize_t start, length  # where this event's records are in the scratch buffer
     cdef long long stamp  # the event they were written for
 
+    def __dealloc__(self):
+        sb_hmac_key_free(&self.key)
+
 
 cdef class _Grant:
     cdef object key, topic, headers, sequence_prefix, audit_tail, audit_key, suffix_head
@@ -439,6 +460,9 @@ cdef class _Grant:
     cdef sb_hmac_key secret
     cdef dict sequence_keys  # source partition -> "<subscriber>/<resource>/<partition>"
     cdef long delivered
+
+    def __dealloc__(self):
+        sb_hmac_key_free(&self.secret)
 
 
 cdef class ByteRoute:
@@ -545,7 +569,7 @@ cdef class ByteRoute:
             elif s.is_null:
                 _put(out, b"\x00", 1)
             elif action == A_TOKEN:
-                sb_hmac_token(&view.key, d + s.vstart, s.vend - s.vstart, token)
+                _token(&view.key, d + s.vstart, s.vend - s.vstart, token)
                 _put(out, b"\x02\x40", 2)  # branch 1, length 32
                 _put(out, token, TOKEN_CHARS)
             else:
@@ -759,8 +783,7 @@ cdef class ByteRoute:
                 key = None
                 key_enc, key_enc_len = d + key_start, key_end - key_start
             elif g.key_token:
-                sb_hmac_token(&g.secret, d + key_slot.vstart, key_slot.vend - key_slot.vstart,
-                              token)
+                _token(&g.secret, d + key_slot.vstart, key_slot.vend - key_slot.vstart, token)
                 key = PyBytes_FromStringAndSize(token, 32)
                 token_enc[0], token_enc[1] = 2, 64
                 memcpy(token_enc + 2, token, 32)
@@ -937,8 +960,7 @@ cdef _View _view(_Record record, list fields, object plan, bytes fingerprint, ob
         if view.action[i] == A_TOKEN:
             if not secret:
                 raise _Ineligible("token without a secret")
-            sb_hmac_key_init(&view.key, <const unsigned char*>PyBytes_AS_STRING(secret),
-                             PyBytes_GET_SIZE(secret))
+            _keyed(&view.key, secret)
     view.header = _MAGIC + fingerprint
     view.stamp = 0
     return view
@@ -992,8 +1014,7 @@ def compile_byte_route(rr, table, names, birth_place_ok):
             if g.key_token:
                 if not secret or type(secret) is not bytes:
                     return f"grant {key}: a key token without a secret in bytes"
-                sb_hmac_key_init(&g.secret, <const unsigned char*>PyBytes_AS_STRING(secret),
-                                 PyBytes_GET_SIZE(secret))
+                _keyed(&g.secret, secret)
             g.key, g.topic, g.headers = key, grant_route.topic, tuple(grant_route.headers)
             g.sequence_prefix = grant_route.sequence_prefix
             g.audit_tail, g.audit_key = grant_route.audit_tail, grant_route.audit_key

@@ -249,7 +249,7 @@ class RoutingEngine:
         the byte path is off or does not know the resource's schema or plans."""
         route, why = None, "the byte path is off"
         if _bytepath is None:
-            why = "syncbus.router._bytepath is not built (gcc and python3-dev, then make venv)"
+            why = "syncbus.router._bytepath is not built (see `make venv`'s message)"
         elif self.byte_path:
             try:
                 rr = self.policy.resource(self._resource_of(topic))

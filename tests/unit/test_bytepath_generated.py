@@ -37,7 +37,7 @@ from tests.unit.test_bytepath import (
 from syncbus.core import topics as t
 from syncbus.core.catalog import Bus, load_bus
 from syncbus.core.codec import Codec
-from syncbus.core.fake import citizen_id, uscc_for
+from syncbus.core.fake import citizen_id, make_record, uscc_for
 from syncbus.core.masking import MASKS
 from syncbus.router.engine import RawMessage
 
@@ -231,3 +231,34 @@ def test_the_generator_reaches_the_byte_path_and_every_shape(
     assert on_bytes >= SEEDS // 3
     assert kinds_seen >= {*SIMPLE, *OTHER, "citizen_id", "uscc", "region_code"}
     assert pii_seen >= {*MASKS, "location"}
+
+
+def test_grants_with_equal_view_schemas_but_other_masks_each_get_their_own(
+    bus_copy: tuple[Path, Path]
+) -> None:
+    """What the generator found: Nanjing masks names as ID numbers, Xuanwu (same
+    clearance) by the default name mask; their view schemas are equal (both a masked
+    string), yet each must receive its own mask, on both paths."""
+    streams, schemas = bus_copy
+    grants = yaml.safe_load((streams / "grants.yaml").read_text())
+    for grant in grants["grants"]:
+        if (grant["subscriber"], grant["resource"]) == ("city.nanjing", "population.resident"):
+            grant["masks"] = {"name": "id_number"}
+    (streams / "grants.yaml").write_text(yaml.safe_dump(grants, allow_unicode=True))
+    bus = load_bus(streams, schemas)
+    codec = Codec()
+    fp = codec.register(bus.schemas.event_schema("population.resident"))
+    record = make_record("population.resident", region="320102", seed=1)
+    record["name"] = "欧阳娜娜"
+    event = {"event_id": str(uuid.uuid4()), "source": "js-gaj",
+             "resource": "population.resident", "op": "CREATE", "key": record["id_number"],
+             "region": "320102", "sequence": 1, "occurred_at": 1_700_000_000_000_000,
+             "published_at": 1_700_000_000_000_100, "before": None, "after": record}
+    message = RawMessage(NAMES.raw("population.resident"), 0, 0, record["id_number"].encode(),
+                         codec.encode(fp, event), [])
+    for engine in _engines(bus):
+        out = engine.process([message], datetime.now(UTC), lambda _: 0)
+        names = {topic.split(".")[2]: value for topic, _, value, _ in out.deliveries
+                 if topic.startswith("share.")}
+        assert "欧***".encode() in names["xuanwu"] and "欧***".encode() not in names["nanjing"]
+        assert "****".encode() in names["nanjing"]

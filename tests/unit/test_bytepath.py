@@ -34,8 +34,8 @@ try:
     from syncbus.router import _bytepath
 except ImportError:  # setup.py builds it wherever gcc and the Python headers are
     _bytepath = None
-NOT_BUILT = ("syncbus.router._bytepath is not built: install gcc and python3-dev, then "
-             "reinstall (make venv); without it every event takes the 5x slower Python path")
+NOT_BUILT = ("syncbus.router._bytepath is not built: install gcc, python3-dev and libssl-dev, "
+             "then reinstall (make venv); without it every event takes the 5x slower Python path")
 
 
 @pytest.fixture(autouse=True)

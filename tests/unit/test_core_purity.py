@@ -1,4 +1,4 @@
-"""The core must not import Kafka clients or Faust (DESIGN.md, Layout)."""
+"""The core must not import Kafka clients or Faust (docs/architecture.md, Layout)."""
 
 from __future__ import annotations
 

@@ -72,8 +72,9 @@ def test_tokens_are_keyed_per_subscriber() -> None:
 @settings(max_examples=300, deadline=None)
 @given(secret=st.binary(max_size=150), value=st.one_of(st.text(), st.integers(), st.dates()))
 def test_the_tokeniser_is_hmac_sha256(secret: bytes, value: Any) -> None:
-    """The tokeniser's own HMAC (kept hash states) gives exactly ``hmac``'s tokens,
-    for secrets shorter and longer than SHA-256's 64-byte block."""
+    """The tokeniser (a keyed ``hmac`` copied per text, tokens remembered) gives
+    exactly HMAC-SHA256's tokens, for secrets shorter and longer than SHA-256's
+    64-byte block."""
     text = value if isinstance(value, str) else json.dumps(value, sort_keys=True, default=str)
     expected = hmac.new(secret, text.encode(), hashlib.sha256).hexdigest()[:32]
     tokenise = tokeniser(secret)

@@ -72,7 +72,7 @@ def _birth_date(rng: random.Random, region: str, earliest: int = 1950) -> dt.dat
 
 @lru_cache(maxsize=1)
 def _new_faker() -> Any:
-    from faker import Faker  # test extra only
+    from faker import Faker  # imported on first use: only bench, demo and tests make records
 
     return Faker("zh_CN")
 

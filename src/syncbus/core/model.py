@@ -110,7 +110,7 @@ class Grant:
         return f"{self.subscriber}/{self.resource}"
 
     def effective(self, resource: Resource, now: datetime | None = None) -> bool:
-        """Whether data flows under this grant now (see DESIGN.md, Routing)."""
+        """Whether data flows under this grant now (see docs/architecture.md, Routing)."""
         if resource.sharing == "not_shared" or self.state != "approved":
             return False
         if resource.sharing == "conditional" and self.approved_by != resource.owner:

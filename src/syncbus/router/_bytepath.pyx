@@ -7,7 +7,7 @@ Python objects that live for one event. Here one walk over the bytes finds where
 each field is and vouches for it (UTF-8, ranges, canonical varints, citizen ID,
 USCC and region checks); a masked view is then written by copying the bytes of
 the fields that pass, writing the masks of the others and the keyed tokens
-(HMAC-SHA256 in C), and every delivery is one bytes object made once.
+(libcrypto's HMAC-SHA256), and every delivery is one bytes object made once.
 
 It is an accelerator with one rule: it answers only for events it can vouch for,
 and produces exactly what ``RoutingEngine``'s Python path would (the unit tests
@@ -18,7 +18,7 @@ know) makes ``route`` return False before it has written anything, and the
 Python path, the reference, routes or dead-letters that event.
 
 API:
-    compile_byte_route(rr, table, names, birth_place_ok) -> ByteRoute | None
+    compile_byte_route(rr, table, names, birth_place_ok) -> ByteRoute | str (why not)
     ByteRoute.route(message, batch) -> bool; ByteRoute.finish(delivered_counter);
         ByteRoute.routed (events it answered for)
     mask_text(kind, text) -> str; date_year_mask(days) -> str (tests)
@@ -47,11 +47,27 @@ from syncbus.core.regions import is_valid_region as _is_valid_region
 cdef extern from "Python.h":
     bint PyBytes_CheckExact(object o)
 
-cdef extern from "_sha256.h":
+cdef extern from "_hmac.h":  # libcrypto's HMAC-SHA256
     ctypedef struct sb_hmac_key:
         pass
-    void sb_hmac_key_init(sb_hmac_key* k, const unsigned char* key, size_t n)
-    void sb_hmac_token(const sb_hmac_key* k, const unsigned char* text, size_t n, char* out)
+    void sb_hmac_key_free(sb_hmac_key* k)
+    int sb_hmac_key_init(sb_hmac_key* k, const unsigned char* key, size_t n)
+    int sb_hmac_token(sb_hmac_key* k, const unsigned char* text, size_t n, char* out)
+
+
+cdef int _keyed(sb_hmac_key* k, bytes secret) except -1:
+    if sb_hmac_key_init(k, <const unsigned char*>PyBytes_AS_STRING(secret),
+                        PyBytes_GET_SIZE(secret)) < 0:
+        raise MemoryError("libcrypto could not make an HMAC-SHA256 context")
+    return 0
+
+
+cdef inline int _token(sb_hmac_key* k, const unsigned char* text, size_t n,
+                       char* out) except -1:
+    if sb_hmac_token(k, text, n, out) < 0:
+        raise MemoryError("libcrypto's HMAC-SHA256 failed")
+    return 0
+
 
 DEF MAX_FIELDS = 64
 DEF HEADER = 10  # MAGIC + 8-byte fingerprint
@@ -399,10 +415,12 @@ def hmac_token(bytes secret, bytes text):
     """The byte path's keyed token (tests compare it with ``masking.token``)."""
     cdef sb_hmac_key key
     cdef char out[32]
-    sb_hmac_key_init(&key, <const unsigned char*>PyBytes_AS_STRING(secret),
-                     PyBytes_GET_SIZE(secret))
-    sb_hmac_token(&key, <const unsigned char*>PyBytes_AS_STRING(text),
-                  PyBytes_GET_SIZE(text), out)
+    memset(&key, 0, sizeof(key))
+    try:
+        _keyed(&key, secret)
+        _token(&key, <const unsigned char*>PyBytes_AS_STRING(text), PyBytes_GET_SIZE(text), out)
+    finally:
+        sb_hmac_key_free(&key)
     return out[:32].decode()
 
 
@@ -431,6 +449,9 @@ cdef class _View:
     cdef Py_ssize_t start, length  # where this event's records are in the scratch buffer
     cdef long long stamp  # the event they were written for
 
+    def __dealloc__(self):
+        sb_hmac_key_free(&self.key)
+
 
 cdef class _Grant:
     cdef object key, topic, headers, sequence_prefix, audit_tail, audit_key, suffix_head
@@ -439,6 +460,9 @@ cdef class _Grant:
     cdef sb_hmac_key secret
     cdef dict sequence_keys  # source partition -> "<subscriber>/<resource>/<partition>"
     cdef long delivered
+
+    def __dealloc__(self):
+        sb_hmac_key_free(&self.secret)
 
 
 cdef class ByteRoute:
@@ -545,7 +569,7 @@ cdef class ByteRoute:
             elif s.is_null:
                 _put(out, b"\x00", 1)
             elif action == A_TOKEN:
-                sb_hmac_token(&view.key, d + s.vstart, s.vend - s.vstart, token)
+                _token(&view.key, d + s.vstart, s.vend - s.vstart, token)
                 _put(out, b"\x02\x40", 2)  # branch 1, length 32
                 _put(out, token, TOKEN_CHARS)
             else:
@@ -759,8 +783,7 @@ cdef class ByteRoute:
                 key = None
                 key_enc, key_enc_len = d + key_start, key_end - key_start
             elif g.key_token:
-                sb_hmac_token(&g.secret, d + key_slot.vstart, key_slot.vend - key_slot.vstart,
-                              token)
+                _token(&g.secret, d + key_slot.vstart, key_slot.vend - key_slot.vstart, token)
                 key = PyBytes_FromStringAndSize(token, 32)
                 token_enc[0], token_enc[1] = 2, 64
                 memcpy(token_enc + 2, token, 32)
@@ -879,7 +902,7 @@ cdef int _field_spec(object field, FieldSpec* spec) except -1:
     spec.nullable = spec.null_branch = spec.value_branch = 0
     if isinstance(type_, list):
         if len(type_) != 2 or "null" not in type_:
-            raise _Ineligible("union")
+            raise _Ineligible("a union other than [null, one type]")
         spec.nullable = 1
         spec.null_branch = type_.index("null")
         spec.value_branch = 1 - spec.null_branch
@@ -905,7 +928,7 @@ cdef int _field_spec(object field, FieldSpec* spec) except -1:
     elif (kind, logical) == ("boolean", None):
         spec.type = T_BOOLEAN
     else:
-        raise _Ineligible(f"{kind}/{logical}")
+        raise _Ineligible(f"type {kind}" + (f" ({logical})" if logical else ""))
     fmt = field.get("format")
     if fmt not in _FORMATS or (fmt is not None and spec.type != T_STRING):
         raise _Ineligible(f"format {fmt}")
@@ -917,7 +940,7 @@ cdef _View _view(_Record record, list fields, object plan, bytes fingerprint, ob
     cdef _View view = _View()
     cdef int i
     if [rule.name for rule in plan.rules] != [f["name"] for f in fields]:
-        raise _Ineligible("plan fields")
+        raise _Ineligible("the view plan's fields are not the schema's")
     if secret is not None and type(secret) is not bytes:
         raise _Ineligible("a secret that is not bytes")
     for i, rule in enumerate(plan.rules):
@@ -933,21 +956,20 @@ cdef _View _view(_Record record, list fields, object plan, bytes fingerprint, ob
                 field_type == T_STRING or (field_type == T_DATE and rule.kind == "birth_date")):
             view.action[i], view.kind[i] = A_MASK, _KINDS[rule.kind]
         else:
-            raise _Ineligible(f"{rule.action} {rule.kind}")
+            raise _Ineligible(f"field {rule.name}: {rule.action} {rule.kind}")
         if view.action[i] == A_TOKEN:
             if not secret:
                 raise _Ineligible("token without a secret")
-            sb_hmac_key_init(&view.key, <const unsigned char*>PyBytes_AS_STRING(secret),
-                             PyBytes_GET_SIZE(secret))
+            _keyed(&view.key, secret)
     view.header = _MAGIC + fingerprint
     view.stamp = 0
     return view
 
 
 def compile_byte_route(rr, table, names, birth_place_ok):
-    """The byte route of a ``ResourceRoute``, or None where the byte path does not
-    know its schema or one of its grants' plans (then every event takes the Python
-    path). ``birth_place_ok`` is ``citizen_ids.vouched_birth_place``, the one rule."""
+    """The byte route of a ``ResourceRoute``, or the reason (text) why the byte path
+    does not know its schema or one of its grants' plans (then every event takes the
+    Python path). ``birth_place_ok`` is ``citizen_ids.vouched_birth_place``, the one rule."""
     from syncbus.core.codec import fingerprint
     from syncbus.core.schemas import event_schema
     cdef ByteRoute route = ByteRoute()
@@ -955,19 +977,22 @@ def compile_byte_route(rr, table, names, birth_place_ok):
     cdef int i
     domain = rr.domain
     if fingerprint(event_schema(domain, _ENVELOPE)) != rr.reader_fp:
-        return None  # not the envelope whose layout ``route`` reads
+        return "not the envelope layout the byte path reads"
     fields = list(domain["fields"])
     if len(fields) > MAX_FIELDS:
-        return None
+        return f"more than {MAX_FIELDS} fields"
     route.record = _Record()
     try:
         for i, field in enumerate(fields):
-            _field_spec(field, &route.record.fields[i])
+            try:
+                _field_spec(field, &route.record.fields[i])
+            except _Ineligible as exc:
+                raise _Ineligible(f"field {field['name']}: {exc}") from None
         route.record.n = len(fields)
         names_ = [f["name"] for f in fields]
         route.record.region = names_.index(rr.resource.region_field)
         if route.record.fields[route.record.region].type != T_STRING:
-            return None
+            return "a region field that is not a string"
         views = {}
         route.grants = {}
         for key, grant_route in rr.grants.items():
@@ -978,17 +1003,18 @@ def compile_byte_route(rr, table, names, birth_place_ok):
             if grant_route.passthrough and fp == rr.reader_fp:
                 g.view = None
             else:
-                record_tokens = any(r.action == TOKEN for r in plan.rules)
-                view_key = (fp, grant_route.grant.subscriber if record_tokens else "")
+                view_key = grant_route.encode_id  # one masked record per distinct plan
                 if view_key not in views:
-                    views[view_key] = _view(route.record, fields, plan, fp, secret)
+                    try:
+                        views[view_key] = _view(route.record, fields, plan, fp, secret)
+                    except _Ineligible as exc:
+                        raise _Ineligible(f"grant {key}: {exc}") from None
                 g.view = views[view_key]
             g.key_token = plan.key_action != PASS
             if g.key_token:
                 if not secret or type(secret) is not bytes:
-                    return None
-                sb_hmac_key_init(&g.secret, <const unsigned char*>PyBytes_AS_STRING(secret),
-                                 PyBytes_GET_SIZE(secret))
+                    return f"grant {key}: a key token without a secret in bytes"
+                _keyed(&g.secret, secret)
             g.key, g.topic, g.headers = key, grant_route.topic, tuple(grant_route.headers)
             g.sequence_prefix = grant_route.sequence_prefix
             g.audit_tail, g.audit_key = grant_route.audit_tail, grant_route.audit_key
@@ -996,8 +1022,10 @@ def compile_byte_route(rr, table, names, birth_place_ok):
             g.sequence_keys = {}
             g.delivered = 0
             route.grants[key] = g
-    except (_Ineligible, KeyError, ValueError, TypeError):
-        return None
+    except _Ineligible as exc:
+        return str(exc)
+    except (KeyError, ValueError, TypeError) as exc:
+        return f"{type(exc).__name__}: {exc}"
     route.resource_id = rr.resource.id
     route.resource_bytes = rr.resource.id.encode()
     route.reader_header = _MAGIC + rr.reader_fp

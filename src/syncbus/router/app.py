@@ -1,7 +1,7 @@
 """The Faust adapter: a worker that feeds the engine batches and acks only what is confirmed.
 
-Design around faust-streaming's pitfalls (DESIGN.md): Faust's per-event stream
-path costs more than all of our work, so the consumer hands each fetch of the raw
+Design around faust-streaming's pitfalls (docs/architecture.md): Faust's per-event
+stream path costs more than all of our work, so the consumer hands each fetch of the raw
 topics to ``BatchHandler`` (``router.batching``) in one call; one handler runs at
 a time. Batches are pipelined: the handler routes and writes a batch, then takes
 the next fetch while the broker confirms the previous one (at most

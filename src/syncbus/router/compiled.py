@@ -16,7 +16,7 @@ from typing import Any
 from syncbus.admin.names import TopicNames
 from syncbus.core import topics as t
 from syncbus.core.codec import Codec
-from syncbus.core.masking import TOKEN, Masker
+from syncbus.core.masking import TOKEN, Masker, MaskPlan
 from syncbus.core.model import Bus, Grant, Resource
 from syncbus.core.policy import RoutingTable, UnroutableEvent
 from syncbus.core.validation import Validator, compile_validator
@@ -34,7 +34,9 @@ class GrantRoute:
     view: View
     masker: Masker
     topic: str
-    encode_id: tuple[bytes, str]  # deliveries with equal ids share one encoding per event
+    # deliveries with equal ids share one encoding per event: the view's fingerprint is
+    # not enough, since grants masking a field with different kinds have equal view schemas
+    encode_id: tuple[bytes, str, int]  # (view fingerprint, shared secret part, plan number)
     audit_tail: bytes  # the audit JSON after the event id, up to the routed_at value
     passthrough: bool  # the view is the source schema: raw bytes may be forwarded
     suffix_head: bytes  # views.subscriber_suffix of the subscriber
@@ -71,6 +73,7 @@ class CompiledPolicy:
         self._views = views
         self._names = names
         self._resources: dict[str, ResourceRoute] = {}
+        self._plans: dict[MaskPlan, int] = {}  # distinct plans, numbered for ``encode_id``
         for name in bus.schemas.names():
             for version in bus.schemas.versions(name):
                 codec.register(bus.schemas.event_schema(name, version))
@@ -125,7 +128,7 @@ class CompiledPolicy:
             view,
             masker,
             topic,
-            (view.fingerprint, shared),
+            (view.fingerprint, shared, self._plans.setdefault(plan, len(self._plans))),
             _audit_tail(grant, view),
             view.plan.is_identity,
             subscriber_suffix(grant.subscriber),

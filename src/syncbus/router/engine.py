@@ -47,6 +47,7 @@ from syncbus.core.validation import vouched_birth_place
 from syncbus.core.views import NULL_ROUTER_TAIL, avro_long, routed_at_suffix
 from syncbus.router import DEFAULT_MAX_CONSECUTIVE_DEAD
 from syncbus.router.compiled import CompiledPolicy, GrantRoute, ResourceRoute, schema_record
+from syncbus.router.paths import BYTE, PYTHON, PathReport, count_paths
 
 __all__ = [
     "DEFAULT_MAX_CONSECUTIVE_DEAD",
@@ -112,6 +113,7 @@ class BatchOutput:
     delivered: Counter[str] = field(default_factory=Counter)
     dead_by_error: Counter[str] = field(default_factory=Counter)
     events: int = 0
+    paths: Counter[tuple[str, str]] = field(default_factory=Counter)  # (resource, path): events
 
 
 class _Batch:
@@ -175,6 +177,7 @@ class RoutingEngine:
         self._regions: dict[str, bool] = {}
         self.byte_path = byte_path and _bytepath is not None
         self._byte_routes: dict[str, Any] = {}  # raw topic -> its ByteRoute, or None
+        self.paths = PathReport()  # which path routes each resource, and why
 
     def set_policy(self, policy: CompiledPolicy) -> None:
         """Swap in a new policy between batches; its new view schemas go out first."""
@@ -189,6 +192,7 @@ class RoutingEngine:
         self._pending_schemas = []
         work = _Batch(out, now, sequence_of)
         byte_routes = self._byte_routes
+        routed_before = {topic: r.routed for topic, r in byte_routes.items() if r is not None}
         for message in batch:
             rr: ResourceRoute | None = None
             record: dict[str, Any] | None = None
@@ -215,6 +219,9 @@ class RoutingEngine:
         for fast in byte_routes.values():
             if fast is not None:
                 fast.finish(out.delivered)
+        on_bytes = {topic: r.routed - routed_before.get(topic, 0)
+                    for topic, r in byte_routes.items() if r is not None}
+        out.paths = count_paths((m.topic for m in batch), on_bytes, self._path_label)
         work.finish()
         for masker in self.policy.maskers:  # tokens are remembered for one batch only
             masker.forget()
@@ -240,18 +247,28 @@ class RoutingEngine:
     def _byte_route(self, topic: str) -> Any:
         """The byte route of a raw topic's resource, compiled once per policy; None where
         the byte path is off or does not know the resource's schema or plans."""
-        route = None
-        if self.byte_path and _bytepath is not None:
+        route, why = None, "the byte path is off"
+        if _bytepath is None:
+            why = "syncbus.router._bytepath is not built (see `make venv`'s message)"
+        elif self.byte_path:
             try:
                 rr = self.policy.resource(self._resource_of(topic))
             except Exception:  # not a resource of the policy: the Python path dead-letters
-                rr = None
+                rr, why = None, "not a resource of the policy"
             if rr is not None:
-                route = _bytepath.compile_byte_route(
+                found = _bytepath.compile_byte_route(
                     rr, self.policy.table, self.names, vouched_birth_place
                 )
+                route, why = (None, found) if isinstance(found, str) else (found, "")
         self._byte_routes[topic] = route
+        self.paths.declare(self._path_label(topic), PYTHON if route is None else BYTE, why)
         return route
+
+    def _path_label(self, topic: str) -> str:
+        try:
+            return self._resource_of(topic)
+        except Exception:  # not a raw topic name: label it by the topic
+            return topic
 
     def _valid_region(self, region: str | None) -> bool:
         """``is_valid_region``, remembered: GB/T 2260 has a few thousand codes."""
@@ -307,7 +324,7 @@ class RoutingEngine:
         raw = message.value or b""
         event_id = _event_id(raw, record)
         base: Headers | None = None
-        encoded: dict[tuple[tuple[bytes, str], str], tuple[bytes | None, bytes, Headers]] = {}
+        encoded: dict[tuple[tuple[bytes, str, int], str], tuple[bytes | None, bytes, Headers]] = {}
         views: list[tuple[GrantRoute, tuple[bytes | None, bytes, Headers]]] = []
         for delivery in deliveries:  # may raise: then nothing of this event is delivered
             route = rr.grants[delivery.key]

@@ -11,7 +11,9 @@ class RouterMetrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.events = Counter(
             "syncbus_router_events_total",
-            "Raw events taken from raw topics.",
+            "Raw events taken from raw topics, per resource and the path that routed them: "
+            "byte (C) or python (declined by the byte path, bad, or a resource it can't take).",
+            ["resource", "path"],
             registry=registry,
         )
         self.deliveries = Counter(
@@ -51,7 +53,8 @@ class RouterMetrics:
 
     def observe(self, output: BatchOutput, seconds: float) -> None:
         """Once per batch: counters move by the batch's totals, not per event."""
-        self.events.inc(output.events)
+        for (resource, path), n in output.paths.items():
+            self.events.labels(resource, path).inc(n)
         for grant, n in output.delivered.items():
             self.deliveries.labels(grant).inc(n)
         for error, n in output.dead_by_error.items():

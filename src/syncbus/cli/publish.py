@@ -19,7 +19,10 @@ from typing import IO
 import click
 
 from syncbus import settings
+from syncbus.cli.options import check_access, login_options
+from syncbus.connection import Connection
 from syncbus.core.catalog import BusDefinitionError, load_bus
+from syncbus.core.topics import raw_topic
 from syncbus.publisher import ChangeRejected, Publisher, PublishError
 from syncbus.publisher.changes import Change
 
@@ -78,6 +81,7 @@ class Run:
 
 
 @click.command("publish")
+@login_options
 @click.option("--as", "department", required=True, help="Publishing department id.")
 @click.option("--resource", required=True, help="Catalog resource id, e.g. legal.company.")
 @click.option("--file", "file", type=click.File("r", encoding="utf-8"), default=None,
@@ -103,8 +107,10 @@ def publish(
     except BusDefinitionError as exc:
         raise click.ClickException(f"the bus definition has problems:\n{exc}") from exc
     stream = file or sys.stdin
+    connection = Connection.from_env(bootstrap)
+    check_access(connection, write=[raw_topic(resource)] if resource in bus.resources else [])
     try:
-        publisher = Publisher(department, bus, bootstrap, spool_path=spool)
+        publisher = Publisher(department, bus, connection, spool_path=spool)
     except PublishError as exc:
         raise click.ClickException(str(exc)) from exc
     with publisher:

@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from syncbus import settings
+from syncbus.cli.options import check_access, login_options
 from syncbus.router import DEFAULT_MAX_CONSECUTIVE_DEAD
 
 
@@ -15,6 +16,7 @@ def _default_workdir() -> str:
 
 
 @click.command(name="router")
+@login_options
 @click.option("--bootstrap", default=None, help="Kafka bootstrap servers (default: local broker).")
 @click.option(
     "--secrets",
@@ -85,8 +87,10 @@ def router(
             f"cannot create the router work directory {workdir}: {exc.strerror}; "
             "pass a writable --workdir"
         ) from exc
+    connection = Connection.from_env(bootstrap)
+    check_access(connection, read=[TopicNames(topic_prefix).policy])
     config = RouterConfig(
-        connection=Connection.from_env(bootstrap),
+        connection=connection,
         secrets=TokenSecrets.load(secrets_file),
         workdir=workdir,
         app_id=app_id,

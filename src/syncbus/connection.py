@@ -41,6 +41,11 @@ class Connection:
         """The same broker, logged in as another principal."""
         return Connection(self.bootstrap, username, password, self.ca_file)
 
+    def own_group(self, name: str) -> str:
+        """A consumer group id under the principal's own prefix, the only groups its ACLs
+        open (``city.nanjing.<name>``); ``syncbus-<name>`` for an anonymous client."""
+        return f"{self.username}.{name}" if self.username else f"syncbus-{name}"
+
     def describe(self) -> str:
         """Who connects where, for error messages: ``user 'city.nanjing' at 127.0.0.1:9092``."""
         who = f"user {self.username!r}" if self.username else "an anonymous client"

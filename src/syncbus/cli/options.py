@@ -149,13 +149,25 @@ def check_access(
                 raise AccessRefused(f"{who} may not {verb} topic {topic} (denied or missing; "
                                     "a grant in streams/ and `syncbus apply` give the right)")
     if group is not None:
-        description = admin.describe_consumer_groups([group], request_timeout=timeout)[group]
+        _check_group(admin, who, group, deadline)
+
+
+def _check_group(admin: Any, who: str, group: str, deadline: float) -> None:
+    """Refuse a denied group; anything else (a coordinator still loading) is the client's
+    own business later, so it never blocks the command."""
+    from confluent_kafka import KafkaException
+
+    while time.monotonic() < deadline:
+        described = admin.describe_consumer_groups([group], request_timeout=CHECK_TIMEOUT_S)
         try:
-            description.result(timeout)
+            described[group].result(CHECK_TIMEOUT_S)
+            return
         except KafkaException as exc:
             if refusal(exc):
                 raise AccessRefused(
                     f"{who} may not use consumer group {group!r} "
                     "(a subscriber's groups are named <subscriber>[.<name>])"
                 ) from None
-            raise
+            if not exc.args[0].retriable():
+                return
+            time.sleep(0.2)

@@ -48,7 +48,8 @@ def syncbus(secure: SecureKafka, user: str, *args: str,
 @pytest.fixture(scope="module")
 def routed(secure_kafka: SecureKafka, tmp_path_factory: pytest.TempPathFactory
            ) -> Iterator[dict[str, Any]]:
-    """A router as its principal, and residents published as js-gaj (SDK and CLI)."""
+    """A router as its principal, and residents published as js-gaj (SDK and CLI): two in
+    Xuanwu (Nanjing), one who stays in Gusu (Suzhou), one who moves from Gusu to Xuanwu."""
     workdir = tmp_path_factory.mktemp("router")
     with pytest.MonkeyPatch.context() as patch:
         for name, value in secure_kafka.env("syncbus-router").items():
@@ -58,6 +59,8 @@ def routed(secure_kafka: SecureKafka, tmp_path_factory: pytest.TempPathFactory
     bus = load_bus(REPO / "streams", REPO / "schemas")
     xuanwu = make_record(RES, region="320102", seed=71)
     gusu = make_record(RES, region="320508", seed=72)
+    moved = dict(gusu, region="320102", address="南京市玄武区中山路1号")
+    stays = make_record(RES, region="320508", seed=74)
     by_cli = make_record(RES, region="320102", seed=73)
     spool = tmp_path_factory.mktemp("spool")
     try:
@@ -65,6 +68,8 @@ def routed(secure_kafka: SecureKafka, tmp_path_factory: pytest.TempPathFactory
                        spool_path=spool / "sdk.db") as publisher:
             publisher.publish(RES, "CREATE", after=xuanwu)
             publisher.publish(RES, "CREATE", after=gusu)
+            publisher.publish(RES, "CREATE", after=stays)
+            publisher.publish(RES, "UPDATE", before=gusu, after=moved)
             assert publisher.flush(60) == 0
         done = syncbus(secure_kafka, "js-gaj", "publish", "--as", "js-gaj", "--resource", RES,
                        "--spool", str(spool / "cli.db"),
@@ -82,12 +87,12 @@ def test_subscriber_sdk_receives_its_residents_masked(secure_kafka: SecureKafka,
     subscriber = Subscriber("city.nanjing", [RES], connection=secure_kafka.login("city.nanjing"),
                             group_id="city.nanjing.e2e", store=":memory:")
     try:
-        subscriber.run(received.append, max_events=2, idle_timeout=TIMEOUT_S)
+        subscriber.run(received.append, max_events=3, idle_timeout=TIMEOUT_S)
     finally:
         subscriber.close()
     names = sorted(e.after["name"] for e in received if e.after)
-    originals = sorted((routed["xuanwu"]["name"], routed["by_cli"]["name"]))
-    assert len(names) == 2
+    originals = sorted(routed[r]["name"] for r in ("xuanwu", "by_cli", "gusu"))
+    assert len(names) == 3  # the mover arrives in Nanjing
     assert names != originals, "Nanjing's clearance is L2: names arrive masked"
     assert sorted(n[0] for n in names) == sorted(n[0] for n in originals)
     assert {e.region for e in received} == {"320102"}
@@ -97,18 +102,19 @@ def test_consume_and_sink_commands_log_in_as_their_subscriber(
     secure_kafka: SecureKafka, routed: dict[str, Any], tmp_path: Path
 ) -> None:
     shown = syncbus(secure_kafka, "city.nanjing", "consume", "--as", "city.nanjing",
-                    "--resource", RES, "--from-beginning", "--max", "2", "--json",
+                    "--resource", RES, "--from-beginning", "--max", "3", "--json",
                     "--timeout", "60")
     assert shown.returncode == 0, shown.stderr
-    assert len(shown.stdout.splitlines()) == 2
+    assert len(shown.stdout.splitlines()) == 3
     database = tmp_path / "suzhou.db"
     sunk = syncbus(secure_kafka, "city.suzhou", "sink", "--as", "city.suzhou",
-                   "--to", f"sqlite:///{database}", "--resource", RES, "--max", "1",
+                   "--to", f"sqlite:///{database}", "--resource", RES, "--max", "3",
                    "--timeout", "60")
     assert sunk.returncode == 0, sunk.stderr
     with sqlite3.connect(database) as db:
         rows = db.execute(f'SELECT count(*) FROM "{table_name(RES)}"').fetchone()
-    assert rows == (1,)  # Gusu's resident; Xuanwu's are Nanjing's, not Suzhou's
+    # the mover arrived, then left as a removal; the one who stays is Suzhou's only row
+    assert rows == (1,)
 
 
 def test_refusals_are_one_line_and_exit_2(secure_kafka: SecureKafka,

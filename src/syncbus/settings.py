@@ -50,6 +50,29 @@ SETTINGS: dict[str, Setting] = {
         'Router: per-subscriber HMAC secrets as JSON {"<subscriber>": "<secret>"}; '
         "never in streams/ (--secrets FILE adds to it).",
     ),
+    "user": Setting(
+        "SYNCBUS_USER", "", "SASL/SCRAM user (principal) on a secure broker; empty: no login."
+    ),
+    "password": Setting(
+        "SYNCBUS_PASSWORD", "", "Its password (better SYNCBUS_PASSWORD_FILE: children see env)."
+    ),
+    "password_file": Setting(
+        "SYNCBUS_PASSWORD_FILE", "", "A file whose first line is the password of SYNCBUS_USER."
+    ),
+    "credentials": Setting(
+        "SYNCBUS_CREDENTIALS",
+        _user_dir("XDG_STATE_HOME", ".local/state", "syncbus", "credentials.json"),
+        "The secrets file `syncbus apply` writes (JSON {principal: password}, mode 0600); "
+        "a user given without password takes its password from there.",
+    ),
+    "ca_file": Setting(
+        "SYNCBUS_CA_FILE", "", "PEM CA that signed the broker's certificate: TLS when set."
+    ),
+    "config": Setting(
+        "SYNCBUS_CONFIG",
+        "",
+        "A YAML/JSON connection file: bootstrap, user, password_file (or password), ca_file.",
+    ),
     "streams": Setting("SYNCBUS_STREAMS", "streams", "The bus definition (YAML)."),
     "schemas": Setting("SYNCBUS_SCHEMAS", "schemas", "The Avro schemas (.avsc)."),
 }

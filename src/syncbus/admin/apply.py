@@ -11,18 +11,30 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
+from syncbus import settings
 from syncbus.admin.compacted import read_compacted
 from syncbus.admin.names import TopicNames
+from syncbus.admin.security import SecurityReport, apply_security
 from syncbus.connection import Connection
 from syncbus.core.codec import fingerprint
 from syncbus.core.model import Bus
 from syncbus.core.policy import GRANT_KEY_PREFIX, policy_records
 
 COMPACTED = {"cleanup.policy": "compact"}
+
+
+@dataclass(frozen=True)
+class AccessPlan:
+    """How ``apply`` treats users on a secure broker."""
+
+    secrets_path: Path = field(default_factory=lambda: Path(settings.get("credentials")))
+    rotate: tuple[str, ...] = ()
+    dry_run: bool = False
 
 
 @dataclass(frozen=True)
@@ -39,14 +51,20 @@ class ApplyReport:
     mismatched: list[str] = field(default_factory=list)
     policy_written: list[str] = field(default_factory=list)
     schemas_written: list[str] = field(default_factory=list)
+    security: SecurityReport | None = None
 
-    def lines(self) -> list[str]:
+    def lines(self, dry_run: bool = False) -> list[str]:
+        access = (self.security.lines(dry_run) if self.security
+                  else ["users and acls: not managed (no login: an open broker)"])
+        if dry_run:
+            return access
         return [
             f"topics: {len(self.created)} created, {len(self.existing)} existing",
             *(f"  created {name}" for name in self.created),
             *(f"  WARNING {line}" for line in self.mismatched),
             f"policy: {len(self.policy_written)} records written",
             f"schemas: {len(self.schemas_written)} written",
+            *access,
         ]
 
 
@@ -131,13 +149,23 @@ def apply_bus(
     partitions: int = 3,
     names: TopicNames | None = None,
     replication: int = 1,
+    access: AccessPlan | None = None,
 ) -> ApplyReport:
-    """Create what is missing and publish policy and schemas; safe to run any number of times."""
+    """Create what is missing and publish policy and schemas; safe to run any number of times.
+
+    Logged in (a secure broker), users and ACLs follow the bus too (``access``: where
+    the passwords go, which to rotate); a dry run changes nothing and reports only them.
+    """
     names = names or TopicNames()
     report = ApplyReport()
-    ensure_topics(
-        AdminClient(connection.confluent()), topic_plan(bus, names, partitions), replication, report
-    )
+    admin = AdminClient(connection.confluent())
+    access = access or AccessPlan()
+    if connection.username:
+        report.security = apply_security(admin, bus, access.secrets_path, names.prefix,
+                                         access.rotate, access.dry_run)
+    if access.dry_run:
+        return report
+    ensure_topics(admin, topic_plan(bus, names, partitions), replication, report)
     producer = Producer(connection.confluent(**{"enable.idempotence": True, "acks": "all"}))
     schemas_now = read_compacted(connection, names.schemas)
     report.schemas_written = _publish_changes(

@@ -83,7 +83,9 @@ def read_to_end(
 def read_compacted(connection: Connection, topic: str, timeout: float = 30.0) -> dict[str, bytes]:
     """Latest value per key of ``topic``; tombstoned keys are absent."""
     consumer = Consumer(
-        connection.confluent(**{"group.id": "syncbus-reader", "enable.auto.commit": False})
+        connection.confluent(
+            **{"group.id": connection.own_group("reader"), "enable.auto.commit": False}
+        )
     )
     state: dict[str, bytes] = {}
 

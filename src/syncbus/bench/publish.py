@@ -25,6 +25,7 @@ from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-def
 from prometheus_client import CollectorRegistry
 
 from syncbus import settings
+from syncbus.cli.options import login_options
 from syncbus.connection import Connection
 from syncbus.core.catalog import load_bus
 from syncbus.core.model import Bus
@@ -100,6 +101,7 @@ def _run_baseline(conn: Connection, topic: str, encoded: list[Any], n: int) -> f
 
 
 @click.command("publish")
+@login_options
 @click.option("--events", default=100_000, show_default=True, help="Events per run.")
 @click.option("--runs", default=3, show_default=True, help="Runs of each; medians reported.")
 @click.option("--resource", default="licence.business", show_default=True)

@@ -53,6 +53,7 @@ from syncbus import settings
 from syncbus.admin.apply import apply_bus
 from syncbus.admin.compacted import watermarks
 from syncbus.admin.names import TopicNames
+from syncbus.cli.options import login_options
 from syncbus.connection import Connection
 from syncbus.core.catalog import load_bus
 from syncbus.core.codec import Codec
@@ -427,6 +428,7 @@ def _run_floor(
 
 
 @click.command("router")
+@login_options
 @click.option("--events", default=50_000, show_default=True, help="Events per run.")
 @click.option("--runs", default=3, show_default=True, help="Runs of each; medians reported.")
 @click.option("--resource", default="population.resident", show_default=True)

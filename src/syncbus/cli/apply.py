@@ -7,9 +7,11 @@ from pathlib import Path
 import click
 
 from syncbus import settings
+from syncbus.cli.options import check_access, login_options
 
 
 @click.command(name="apply")
+@login_options
 @click.option(
     "--streams",
     "streams_dir",
@@ -34,6 +36,19 @@ from syncbus import settings
 )
 @click.option("--replication", type=click.IntRange(1, 10), default=1, show_default=True)
 @click.option("--topic-prefix", default="", help="Prefix of every topic (benchmarks, tests).")
+@click.option("--dry-run", is_flag=True, help="Print the user and ACL changes; change nothing.")
+@click.option(
+    "--secrets",
+    "secrets_path",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=lambda: settings.get("credentials"),
+    show_default="~/.local/state/syncbus/credentials.json",
+    help="Passwords of the principals (JSON, mode 0600): new users get theirs here. "
+    "[env SYNCBUS_CREDENTIALS]",
+)
+@click.option(
+    "--rotate", multiple=True, help="Issue a new password to this principal (repeatable)."
+)
 def apply(
     streams_dir: Path,
     schemas_dir: Path,
@@ -41,9 +56,17 @@ def apply(
     partitions: int,
     replication: int,
     topic_prefix: str,
+    dry_run: bool,
+    secrets_path: Path,
+    rotate: tuple[str, ...],
 ) -> None:
-    """Create missing topics, publish the policy and every raw event schema (idempotent)."""
-    from syncbus.admin.apply import apply_bus
+    """Create missing topics, publish the policy and every raw event schema (idempotent).
+
+    On a secure broker (run it as the admin: --user syncbus-admin) it also creates the
+    SCRAM users of every department, subscriber and the router, and makes the ACLs
+    equal to what streams/ grants, removing those of grants and principals gone.
+    """
+    from syncbus.admin.apply import AccessPlan, apply_bus
     from syncbus.admin.names import TopicNames
     from syncbus.connection import Connection
     from syncbus.core.catalog import load_bus
@@ -53,8 +76,14 @@ def apply(
         bus = load_bus(streams_dir, schemas_dir)
     except BusDefinitionError as exc:
         raise click.ClickException(f"the bus definition has problems:\n{exc}") from exc
-    report = apply_bus(
-        bus, Connection.from_env(bootstrap), partitions, TopicNames(topic_prefix), replication
-    )
-    for line in report.lines():
+    connection = Connection.from_env(bootstrap)
+    check_access(connection)
+    access = AccessPlan(secrets_path, tuple(rotate), dry_run)
+    try:
+        report = apply_bus(
+            bus, connection, partitions, TopicNames(topic_prefix), replication, access
+        )
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from exc
+    for line in report.lines(dry_run):
         click.echo(line)

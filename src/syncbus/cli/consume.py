@@ -13,6 +13,9 @@ import uuid
 
 import click
 
+from syncbus.admin.names import TopicNames
+from syncbus.cli.options import check_access, login_options
+from syncbus.connection import Connection
 from syncbus.core.regions import region_name
 from syncbus.subscriber import Event, Subscriber
 
@@ -35,6 +38,7 @@ def human(event: Event) -> str:
 
 
 @click.command("consume")
+@login_options
 @click.option("--as", "subscriber_id", required=True, help="Subscriber id, e.g. city.nanjing.")
 @click.option(
     "--resource",
@@ -63,11 +67,15 @@ def consume(
         line = json.dumps(event.to_json(), ensure_ascii=False) if as_json else human(event)
         click.echo(line)
 
+    connection = Connection.from_env(bootstrap)
+    group = f"{subscriber_id}.consume-{uuid.uuid4().hex[:8]}"
+    check_access(connection, read=[TopicNames().share(subscriber_id, r) for r in resources],
+                 group=group)
     subscriber = Subscriber(
         subscriber_id,
         resources,
-        bootstrap=bootstrap,
-        group_id=f"{subscriber_id}.consume-{uuid.uuid4().hex[:8]}",
+        connection=connection,
+        group_id=group,
         store=":memory:",
         start="beginning" if from_beginning else "committed",
         consumer_config={} if from_beginning else {"auto.offset.reset": "latest"},

@@ -44,14 +44,20 @@ def kafka() -> None:
               help="Where the Kafka jars are cached. [env SYNCBUS_KAFKA_CACHE]")
 @click.option("--timeout", type=float, default=broker.READY_TIMEOUT_S, show_default=True,
               help="Seconds to wait for the broker to answer.")
-@click.option("--secure", is_flag=True, help="SASL/SCRAM and ACLs (not available yet).")
-def start(dir_: Path, port: int | None, cache: Path, timeout: float, secure: bool) -> None:
-    """Start the broker in the background; the last line printed is its address."""
-    if secure:
-        raise click.UsageError("--secure is reserved for the security work and not built yet")
+@click.option("--secure", is_flag=True, default=None,
+              help="SASL/SCRAM logins and ACLs; the admin's password goes to <dir>/admin.password.")
+@click.option("--tls", is_flag=True, default=None,
+              help="--secure over TLS, with a CA and broker certificate made in <dir>/tls.")
+def start(dir_: Path, port: int | None, cache: Path, timeout: float, secure: bool | None,
+          tls: bool | None) -> None:
+    """Start the broker in the background; the last line printed is its address.
+
+    A directory once started --secure stays secure on later starts.
+    """
     try:
         info, already = broker.start(dir_, port, cache, timeout,
-                                     echo=lambda m: click.echo(m, err=True))
+                                     echo=lambda m: click.echo(m, err=True),
+                                     secure_mode=secure, tls=tls)
     except broker.BrokerError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(1)
@@ -60,6 +66,13 @@ def start(dir_: Path, port: int | None, cache: Path, timeout: float, secure: boo
     else:
         click.echo(f"Kafka {broker.KAFKA_VERSION} started in {info.dir} (pid {info.pid}); "
                    f"log: {info.dir / 'logs' / 'server.log'}", err=True)
+    if info.secure:
+        from syncbus.core.access import ADMIN
+        from syncbus.localkafka.secure import admin_password_file, ca_file
+
+        click.echo(f"secure: SASL/SCRAM-SHA-512{' over TLS' if info.tls else ''}; admin: "
+                   f"--user {ADMIN} --password-file {admin_password_file(info.dir)}"
+                   + (f"; CA: {ca_file(info.dir)}" if info.tls else ""), err=True)
     click.echo(info.address)
 
 

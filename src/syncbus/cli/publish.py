@@ -23,7 +23,10 @@ from typing import IO
 import click
 
 from syncbus import settings
+from syncbus.cli.options import check_access, login_options
+from syncbus.connection import Connection
 from syncbus.core.catalog import BusDefinitionError, load_bus
+from syncbus.core.topics import raw_topic
 from syncbus.publisher import ChangeRejected, Publisher, PublishError
 from syncbus.publisher.changes import Change
 from syncbus.publisher.refused import RefusedEvent
@@ -118,6 +121,7 @@ def _not_json(exc: Exception) -> str:
 
 
 @click.command("publish")
+@login_options
 @click.option("--as", "department", required=True, help="Publishing department id.")
 @click.option("--resource", required=True, help="Catalog resource id, e.g. legal.company.")
 @click.option("--file", "file", type=click.File("rb"), default=None,
@@ -148,8 +152,10 @@ def publish(
         raise click.ClickException(f"the bus definition has problems:\n{exc}") from exc
     stream = file or (None if resend_refused and not stdin_marker else sys.stdin.buffer)
     refused: list[RefusedEvent] = []  # appended to by the publisher's sending thread
+    connection = Connection.from_env(bootstrap)
+    check_access(connection, write=[raw_topic(resource)] if resource in bus.resources else [])
     try:
-        publisher = Publisher(department, bus, bootstrap, spool_path=spool,
+        publisher = Publisher(department, bus, connection, spool_path=spool,
                               on_refused=refused.extend)
     except PublishError as exc:
         raise click.ClickException(str(exc)) from exc

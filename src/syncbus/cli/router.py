@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from syncbus import settings
+from syncbus.cli.options import check_access, login_options
 from syncbus.router import DEFAULT_MAX_CONSECUTIVE_DEAD
 
 
@@ -15,6 +16,7 @@ def _default_workdir() -> str:
 
 
 @click.command(name="router")
+@login_options
 @click.option("--bootstrap", default=None, help="Kafka bootstrap servers (default: local broker).")
 @click.option(
     "--secrets",
@@ -89,8 +91,10 @@ def router(
         secrets = TokenSecrets.load(secrets_file)
     except SecretsError as exc:
         raise click.ClickException(str(exc)) from None
+    connection = Connection.from_env(bootstrap)
+    check_access(connection, read=[TopicNames(topic_prefix).policy])
     config = RouterConfig(
-        connection=Connection.from_env(bootstrap),
+        connection=connection,
         secrets=secrets,
         workdir=workdir,
         app_id=app_id,

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import click
 
+from syncbus.admin.names import TopicNames
+from syncbus.cli.options import check_access, login_options
 from syncbus.connection import Connection
 from syncbus.core.problems import redact_url
 from syncbus.subscriber.store import StoreUnavailable
 
 
 @click.command("sink")
+@login_options
 @click.option("--as", "subscriber_id", required=True, help="Subscriber id, e.g. city.nanjing.")
 @click.option(
     "--to",
@@ -47,6 +50,8 @@ def sink(
         chosen = list(resources) or granted_resources(connection, subscriber_id, topic_prefix)
     except (ValueError, KeyError) as exc:
         raise click.ClickException(str(exc)) from exc
+    shares = [TopicNames(topic_prefix).share(subscriber_id, r) for r in chosen]
+    check_access(connection, read=shares, group=group or f"{subscriber_id}.sink")
     click.echo(f"sink {subscriber_id} -> {redact_url(database)}: {', '.join(chosen)}", err=True)
     try:
         applied = run_sink(

@@ -27,6 +27,10 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
+from syncbus.core.access import ADMIN
+from syncbus.credentials import write_private
+from syncbus.localkafka import secure as security
+
 KAFKA_VERSION = "4.1.1"
 MIN_JAVA = 17
 DEFAULT_PORT = 9092
@@ -46,10 +50,26 @@ class BrokerInfo:
     port: int
     controller_port: int
     pid: int | None
+    secure: bool = False
+    tls: bool = False
 
     @property
     def address(self) -> str:
         return f"127.0.0.1:{self.port}"
+
+    def admin_client_config(self) -> dict[str, str]:
+        """librdkafka settings for this broker's admin (the super user when secure)."""
+        config = {"bootstrap.servers": self.address}
+        if self.secure:
+            config.update({
+                "security.protocol": "SASL_SSL" if self.tls else "SASL_PLAINTEXT",
+                "sasl.mechanisms": "SCRAM-SHA-512",
+                "sasl.username": ADMIN,
+                "sasl.password": security.admin_password(self.dir),
+            })
+            if self.tls:
+                config["ssl.ca.location"] = str(security.ca_file(self.dir))
+        return config
 
 
 # --------------------------------------------------------------------------- paths
@@ -197,21 +217,29 @@ def status(dir: Path) -> BrokerInfo | None:
     if paths["pid"].exists():
         candidate = int(paths["pid"].read_text().strip() or 0)
         pid = candidate if candidate and _pid_alive(candidate) else None
-    return BrokerInfo(dir, int(recorded["port"]), int(recorded["controller_port"]), pid)
+    return BrokerInfo(dir, int(recorded["port"]), int(recorded["controller_port"]), pid,
+                      bool(recorded.get("secure")), bool(recorded.get("tls")))
 
 
-def _server_properties(dir: Path, port: int, controller_port: int) -> str:
-    data = _paths(dir)["data"]
-    return f"""# written by `syncbus kafka start`; edits are replaced on the next start
-process.roles=broker,controller
-node.id=1
-controller.quorum.voters=1@127.0.0.1:{controller_port}
-listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}
+def _plaintext_listeners(port: int, controller_port: int) -> str:
+    return f"""listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}
 advertised.listeners=PLAINTEXT://127.0.0.1:{port}
 controller.listener.names=CONTROLLER
 inter.broker.listener.name=PLAINTEXT
 listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
-log.dirs={data}
+"""
+
+
+def _server_properties(dir: Path, port: int, controller_port: int, secure_mode: bool = False,
+                       tls: bool = False) -> str:
+    data = _paths(dir)["data"]
+    listeners = (security.secure_properties(dir, port, controller_port, tls) if secure_mode
+                 else _plaintext_listeners(port, controller_port))
+    return f"""# written by `syncbus kafka start`; edits are replaced on the next start
+process.roles=broker,controller
+node.id=1
+controller.quorum.voters=1@127.0.0.1:{controller_port}
+{listeners}log.dirs={data}
 num.partitions=1
 auto.create.topics.enable=false
 offsets.topic.replication.factor=1
@@ -247,13 +275,14 @@ def _java_cmd(java: str, jars: Path, dir: Path) -> list[str]:
     ]
 
 
-def _format_storage(java: str, jars: Path, dir: Path) -> None:
+def _format_storage(java: str, jars: Path, dir: Path, secure_mode: bool) -> None:
     paths = _paths(dir)
     if (paths["data"] / "meta.properties").exists():
         return
+    scram = security.format_arguments(dir) if secure_mode else []
     proc = subprocess.run(
         [*_java_cmd(java, jars, dir), "kafka.tools.StorageTool", "format",
-         "-t", _cluster_id(), "-c", str(paths["props"])],
+         "-t", _cluster_id(), "-c", str(paths["props"]), *scram],
         capture_output=True, text=True,
     )
     if proc.returncode != 0:
@@ -279,13 +308,13 @@ def _port_open(port: int) -> bool:
         return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
-def _wait_ready(address: str, proc: subprocess.Popen[bytes], dir: Path, timeout: float) -> None:
-    """Wait until the port accepts connections and a client can list topics."""
+def _wait_ready(info: BrokerInfo, proc: subprocess.Popen[bytes], dir: Path, timeout: float) -> None:
+    """Wait until the port accepts connections and a client (the admin) can list topics."""
     import logging
 
     from confluent_kafka.admin import AdminClient
 
-    port = int(address.rsplit(":", 1)[1])
+    address, port = info.address, info.port
     quiet = logging.getLogger("syncbus.localkafka.probe")
     quiet.addHandler(logging.NullHandler())
     quiet.propagate = False
@@ -300,7 +329,7 @@ def _wait_ready(address: str, proc: subprocess.Popen[bytes], dir: Path, timeout:
             time.sleep(0.2)
             continue
         admin = admin or AdminClient(
-            {"bootstrap.servers": address, "logger": quiet}  # type: ignore[dict-item]
+            {**info.admin_client_config(), "logger": quiet}  # type: ignore[dict-item]
         )
         try:
             admin.list_topics(timeout=2)
@@ -323,11 +352,14 @@ def start(
     cache_dir: Path | None = None,
     timeout: float = READY_TIMEOUT_S,
     echo: Callable[[str], None] = print,
+    secure_mode: bool | None = None,
+    tls: bool | None = None,
 ) -> tuple[BrokerInfo, bool]:
     """Start the broker of ``dir``; returns (its info, whether it was already running).
 
     ``port`` None reuses the port this directory had before, else 9092; ``0`` picks a
-    free one. The controller listener always gets a port of its own.
+    free one. The controller listener always gets a port of its own. ``secure_mode``
+    and ``tls`` None keep what the directory had (a secure broker stays secure).
     """
     from syncbus import settings
 
@@ -351,12 +383,27 @@ def start(
     controller_port = current.controller_port if current else free_port()
     if controller_port == port or port_in_use(controller_port):
         controller_port = free_port()
+    was_secure = bool(current and current.secure)
+    secure_mode = was_secure if secure_mode is None else secure_mode
+    tls = bool(current and current.tls) if tls is None else tls
+    secure_mode = secure_mode or tls
+    formatted = (paths["data"] / "meta.properties").exists()
+    if current is not None and secure_mode != was_secure and formatted:
+        raise BrokerError(
+            f"the broker in {dir} was made {'secure' if was_secure else 'open'}; its data cannot "
+            "change sides: use another --dir, or delete this one"
+        )
 
     for key in ("data", "logs"):
         paths[key].mkdir(parents=True, exist_ok=True)
-    paths["props"].write_text(_server_properties(dir, port, controller_port))
-    paths["info"].write_text(json.dumps({"port": port, "controller_port": controller_port}))
-    _format_storage(java, jars, dir)
+    try:
+        props = _server_properties(dir, port, controller_port, secure_mode, tls)
+    except security.SecureSetupError as exc:
+        raise BrokerError(str(exc)) from exc
+    write_private(paths["props"], props)  # holds the admin's password when secure
+    paths["info"].write_text(json.dumps({"port": port, "controller_port": controller_port,
+                                         "secure": secure_mode, "tls": tls}))
+    _format_storage(java, jars, dir, secure_mode)
 
     with paths["stdout"].open("ab") as out:
         proc = subprocess.Popen(
@@ -365,8 +412,8 @@ def start(
             start_new_session=True, cwd=dir,
         )
     paths["pid"].write_text(str(proc.pid))
-    info = BrokerInfo(dir, port, controller_port, proc.pid)
-    _wait_ready(info.address, proc, dir, timeout)
+    info = BrokerInfo(dir, port, controller_port, proc.pid, secure_mode, tls)
+    _wait_ready(info, proc, dir, timeout)
     return info, False
 
 

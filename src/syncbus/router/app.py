@@ -206,6 +206,16 @@ def _broker_url(connection: Connection) -> str:
     return "kafka://" + ";".join(s.strip() for s in connection.bootstrap.split(","))
 
 
+def _broker_credentials(connection: Connection) -> faust.SASLCredentials | None:
+    """Faust's consumer, producer and topic creation log in as the connection's user."""
+    if not connection.username:
+        return None
+    return faust.SASLCredentials(
+        username=connection.username, password=connection.password,
+        mechanism="SCRAM-SHA-512", ssl_context=connection.ssl_context(),
+    )
+
+
 def build_app(config: RouterConfig, registry: CollectorRegistry | None = None) -> faust.App:
     """The Faust app of one router worker; raises (naming the cause) when it cannot route."""
     follower = PolicyFollower(config.connection, config.names.policy)
@@ -227,6 +237,7 @@ def build_app(config: RouterConfig, registry: CollectorRegistry | None = None) -
     app = BatchApp(
         config.app_id,
         broker=_broker_url(config.connection),
+        broker_credentials=_broker_credentials(config.connection),
         store="memory://",
         web_enabled=False,
         autodiscover=False,

@@ -23,7 +23,7 @@ class PolicyFollower:
         self._consumer = Consumer(
             connection.confluent(
                 **{
-                    "group.id": "syncbus-policy-follower",
+                    "group.id": connection.own_group("policy-follower"),
                     "enable.auto.commit": False,
                     "enable.partition.eof": False,
                 }

@@ -58,7 +58,7 @@ class SchemaResolver:
         consumer = Consumer(
             self.connection.confluent(
                 **{
-                    "group.id": f"syncbus-schemas-{uuid.uuid4().hex}",
+                    "group.id": self.connection.own_group(f"schemas-{uuid.uuid4().hex}"),
                     "enable.auto.commit": False,
                 }
             )

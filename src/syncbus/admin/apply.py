@@ -143,18 +143,25 @@ def _publish_changes(
     return written
 
 
+def cluster_replication(admin: AdminClient) -> int:
+    """Copies a new topic keeps: one per broker, at most three (with min.insync.replicas 2
+    that survives one broker lost; more copies only cost)."""
+    return max(1, min(3, len(admin.list_topics(timeout=30).brokers)))
+
+
 def apply_bus(
     bus: Bus,
     connection: Connection,
     partitions: int = 3,
     names: TopicNames | None = None,
-    replication: int = 1,
+    replication: int | None = None,
     access: AccessPlan | None = None,
 ) -> ApplyReport:
     """Create what is missing and publish policy and schemas; safe to run any number of times.
 
     Logged in (a secure broker), users and ACLs follow the bus too (``access``: where
     the passwords go, which to rotate); a dry run changes nothing and reports only them.
+    ``replication`` None: the cluster's (``cluster_replication``).
     """
     names = names or TopicNames()
     report = ApplyReport()
@@ -165,6 +172,8 @@ def apply_bus(
                                          access.rotate, access.dry_run)
     if access.dry_run:
         return report
+    if replication is None:
+        replication = cluster_replication(admin)
     ensure_topics(admin, topic_plan(bus, names, partitions), replication, report)
     producer = Producer(connection.confluent(**{"enable.idempotence": True, "acks": "all"}))
     schemas_now = read_compacted(connection, names.schemas)

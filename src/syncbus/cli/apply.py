@@ -34,7 +34,8 @@ from syncbus.cli.options import check_access, login_options
     show_default=True,
     help="Partitions of new raw, share, dead-letter and audit topics.",
 )
-@click.option("--replication", type=click.IntRange(1, 10), default=1, show_default=True)
+@click.option("--replication", type=click.IntRange(1, 10), default=None,
+              help="Copies of each new topic. [default: one per broker, at most 3]")
 @click.option("--topic-prefix", default="", help="Prefix of every topic (benchmarks, tests).")
 @click.option("--dry-run", is_flag=True, help="Print the user and ACL changes; change nothing.")
 @click.option(
@@ -54,7 +55,7 @@ def apply(
     schemas_dir: Path,
     bootstrap: str | None,
     partitions: int,
-    replication: int,
+    replication: int | None,
     topic_prefix: str,
     dry_run: bool,
     secrets_path: Path,

@@ -136,3 +136,142 @@ def test_kill_9_of_one_node_under_load_loses_nothing_acknowledged(
         router.stop()
     back = cluster.status(three_nodes.dir)
     assert back is not None and back.running == [1, 2, 3]
+
+
+@pytest.mark.slow
+def test_the_whole_cluster_away_for_30_s_loses_and_repeats_nothing(
+    three_nodes: cluster.ClusterInfo, tmp_path: Path
+) -> None:
+    """The publisher keeps accepting into its spool while no node runs, then drains;
+    the subscriber's handler sees every accepted event exactly once."""
+    from syncbus.publisher import Publisher
+    from syncbus.subscriber import Subscriber
+
+    bootstrap = three_nodes.bootstrap
+    names = TopicNames(f"o{uuid.uuid4().hex[:6]}.")
+    bus = load_bus(REPO / "streams", REPO / "schemas")
+    apply_bus(bus, Connection(bootstrap), 3, names)
+    router = RouterProcess(bootstrap, tmp_path / "router", prefix=names.prefix).start()
+    accepted: list[str] = []
+    refused: list[Exception] = []
+    handled: list[str] = []
+    stop_publishing, stop_handling = threading.Event(), threading.Event()
+    subscriber = Subscriber("province.jiangsu", [RES], bootstrap=bootstrap,
+                            group_id=f"{names.prefix}province", store=tmp_path / "store.db",
+                            registry=CollectorRegistry(), topic_prefix=names.prefix)
+
+    def publish() -> None:
+        with Publisher("js-gaj", bus, bootstrap, spool_path=tmp_path / "spool.db",
+                       registry=CollectorRegistry(), topic_of=names.raw) as publisher:
+            seed = 0
+            while not stop_publishing.is_set():
+                batch = [{"op": "CREATE", "after": resident("320508", seed + i)}
+                         for i in range(10)]
+                seed += 10
+                try:
+                    accepted.extend(publisher.publish_many(RES, batch))
+                except Exception as exc:  # the test's point: this must never happen
+                    refused.append(exc)
+                time.sleep(0.1)
+            assert publisher.flush(180) == 0
+
+    def handle() -> None:
+        while not stop_handling.is_set():
+            subscriber.run(lambda e: handled.append(e.event_id), idle_timeout=1.0)
+
+    writer = threading.Thread(target=publish, daemon=True)
+    reader = threading.Thread(target=handle, daemon=True)
+    writer.start()
+    reader.start()
+    try:
+        time.sleep(5)
+        cluster.stop(three_nodes.dir)
+        before_outage = len(accepted)
+        time.sleep(30)
+        during = len(accepted) - before_outage
+        cluster.start(three_nodes.dir, 3)
+        if not router.alive():  # as a supervisor (systemd, compose) would
+            router.start()
+        time.sleep(3)
+        stop_publishing.set()
+        writer.join(200)
+        assert not writer.is_alive(), "the publisher did not drain its spool within 200 s"
+        assert refused == [] and during > 0
+        wait_for(lambda: set(accepted) <= set(handled), 180,
+                 "the subscriber to handle every accepted event")
+    finally:
+        stop_publishing.set()
+        stop_handling.set()
+        subscriber.stop()
+        reader.join(30)
+        subscriber.close()
+        router.stop()
+    assert len(handled) == len(set(handled)), "an event reached the handler twice"
+
+
+@pytest.mark.slow
+def test_two_routers_one_killed_three_times_deliver_everything_once(
+    three_nodes: cluster.ClusterInfo, tmp_path: Path
+) -> None:
+    """Two workers of one router id share the raw partitions; one is killed with
+    SIGKILL three times under load and restarted. Every event reaches the province,
+    no delivery number is reused for another event, and the subscriber's handler
+    sees each event once."""
+    from syncbus.publisher import Publisher
+    from syncbus.subscriber import Subscriber
+
+    bootstrap = three_nodes.bootstrap
+    names = TopicNames(f"r{uuid.uuid4().hex[:6]}.")
+    bus = load_bus(REPO / "streams", REPO / "schemas")
+    apply_bus(bus, Connection(bootstrap), 3, names)
+    app_id = f"{names.prefix}router"
+    steady = RouterProcess(bootstrap, tmp_path / "a", app_id, names.prefix).start()
+    victim = RouterProcess(bootstrap, tmp_path / "b", app_id, names.prefix).start()
+    accepted: list[str] = []
+    stop = threading.Event()
+
+    def publish() -> None:
+        with Publisher("js-gaj", bus, bootstrap, spool_path=tmp_path / "spool.db",
+                       registry=CollectorRegistry(), topic_of=names.raw) as publisher:
+            seed = 0
+            while not stop.is_set():
+                batch = [{"op": "CREATE", "after": resident(("320102", "320508")[i % 2],
+                                                            seed + i)} for i in range(20)]
+                seed += 20
+                accepted.extend(publisher.publish_many(RES, batch))
+                time.sleep(0.1)
+            assert publisher.flush(120) == 0
+
+    writer = threading.Thread(target=publish, daemon=True)
+    writer.start()
+    try:
+        for _ in range(3):
+            time.sleep(6)
+            victim.kill9()
+            time.sleep(2)
+            victim.start()
+        time.sleep(4)
+    finally:
+        stop.set()
+        writer.join(150)
+    handled: list[str] = []
+    subscriber = Subscriber("province.jiangsu", [RES], bootstrap=bootstrap,
+                            group_id=f"{names.prefix}province", store=tmp_path / "store.db",
+                            registry=CollectorRegistry(), topic_prefix=names.prefix)
+    try:
+        deadline = time.monotonic() + 180
+        while not set(accepted) <= set(handled) and time.monotonic() < deadline:
+            subscriber.run(lambda e: handled.append(e.event_id), idle_timeout=2.0)
+        assert set(accepted) <= set(handled), "an accepted event never reached the province"
+        assert len(handled) == len(set(handled)), "an event reached the handler twice"
+        assert steady.alive() and victim.alive()
+    finally:
+        subscriber.close()
+        steady.stop()
+        victim.stop()
+    owner: dict[tuple[int, int], str] = {}
+    for event in ShareReader(bootstrap, names).events("province.jiangsu", RES, 2.0):
+        slot = (int(event["_headers"].get("syncbus-source-partition", b"-1")),
+                int(event["delivery_sequence"]))
+        assert owner.setdefault(slot, str(event["event_id"])) == str(event["event_id"]), (
+            f"delivery number {slot} was used for two events")

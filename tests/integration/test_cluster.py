@@ -275,3 +275,33 @@ def test_two_routers_one_killed_three_times_deliver_everything_once(
                 int(event["delivery_sequence"]))
         assert owner.setdefault(slot, str(event["event_id"])) == str(event["event_id"]), (
             f"delivery number {slot} was used for two events")
+
+
+@pytest.mark.slow
+def test_a_cluster_without_its_quorum_fails_commands_clearly_not_forever(
+    three_nodes: cluster.ClusterInfo,
+) -> None:
+    """Two of three nodes gone: ``apply`` ends (within its request timeout) with one
+    line naming the cause, and ``kafka status`` names the nodes down. (Last in the
+    module: it takes the quorum away, and gives it back.)"""
+    for node in three_nodes.nodes[1:]:
+        assert node.pid is not None
+        os.kill(node.pid, signal.SIGKILL)
+    try:
+        status = subprocess.run(
+            [sys.executable, "-m", "syncbus", "kafka", "status", "--dir", str(three_nodes.dir)],
+            cwd=REPO, capture_output=True, text=True, timeout=60,
+        )
+        assert status.returncode == 1 and status.stdout.count(": DOWN") == 2
+        done = subprocess.run(
+            [sys.executable, "-m", "syncbus", "apply", "--bootstrap", three_nodes.bootstrap,
+             "--topic-prefix", f"q{uuid.uuid4().hex[:6]}."],
+            cwd=REPO, capture_output=True, text=True, timeout=180,
+        )
+        assert done.returncode == 1, done.stdout
+        last = done.stderr.strip().splitlines()[-1]
+        assert last.startswith("Error: apply stopped at") and "majority of its nodes" in last
+        assert "Traceback" not in done.stderr
+    finally:
+        for n in (2, 3):
+            cluster.start_node(three_nodes.dir, n)

@@ -67,6 +67,8 @@ def apply(
     SCRAM users of every department, subscriber and the router, and makes the ACLs
     equal to what streams/ grants, removing those of grants and principals gone.
     """
+    from confluent_kafka import KafkaException
+
     from syncbus.admin.apply import AccessPlan, apply_bus
     from syncbus.admin.names import TopicNames
     from syncbus.connection import Connection
@@ -86,5 +88,12 @@ def apply(
         )
     except ValueError as exc:
         raise click.ClickException(str(exc)) from exc
+    except (RuntimeError, KafkaException) as exc:
+        hint = ""
+        if "_TIMED_OUT" in str(exc) or "controller" in str(exc).lower():
+            hint = ("; the cluster's controllers did not answer: is a majority of its nodes "
+                    "running? (syncbus kafka status --dir ...)")
+        raise click.ClickException(f"apply stopped at {connection.describe()}: {exc}{hint}") \
+            from None
     for line in report.lines(dry_run):
         click.echo(line)

@@ -90,5 +90,7 @@ def default_bootstrap() -> str:
     if explicit:
         return explicit
     from syncbus.localkafka.broker import recorded_address
+    from syncbus.localkafka.cluster import recorded_bootstrap
 
-    return recorded_address(Path(get("kafka_dir"))) or "127.0.0.1:9092"
+    directory = Path(get("kafka_dir"))
+    return recorded_bootstrap(directory) or recorded_address(directory) or "127.0.0.1:9092"

@@ -13,8 +13,12 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from confluent_kafka import Producer
-from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
+from confluent_kafka import KafkaException, Producer
+from confluent_kafka.admin import (  # type: ignore[attr-defined]
+    AdminClient,
+    ConfigResource,
+    NewTopic,
+)
 
 from syncbus import settings
 from syncbus.admin.compacted import read_compacted
@@ -121,6 +125,9 @@ def ensure_topics(
         try:
             future.result(timeout=60)
             report.created.append(name)
+        except TimeoutError:
+            raise RuntimeError(f"cannot create topic {name}: the cluster did not answer "
+                               "within 60 s (_TIMED_OUT)") from None
         except Exception as exc:  # created concurrently by another apply is fine
             if "TOPIC_ALREADY_EXISTS" not in str(exc):
                 raise RuntimeError(f"cannot create topic {name}: {exc}") from exc
@@ -143,18 +150,35 @@ def _publish_changes(
     return written
 
 
+def cluster_replication(admin: AdminClient) -> int:
+    """Copies a new topic keeps: the cluster's own ``default.replication.factor`` (3 on
+    ``syncbus kafka start --nodes 3``, 1 on a single node), else one per live broker, at
+    most three. Never fewer because a node is down: creating a topic then fails,
+    naming the replication, rather than leaving it under-replicated for good."""
+    brokers = admin.list_topics(timeout=30).brokers
+    if not brokers:
+        raise RuntimeError("the cluster lists no live broker")
+    resource = ConfigResource(ConfigResource.Type.BROKER, str(next(iter(brokers))))
+    try:
+        configs = admin.describe_configs([resource])[resource].result(30)
+        return max(1, int(configs["default.replication.factor"].value))
+    except (KafkaException, KeyError, ValueError, TypeError):  # not allowed to describe it
+        return max(1, min(3, len(brokers)))
+
+
 def apply_bus(
     bus: Bus,
     connection: Connection,
     partitions: int = 3,
     names: TopicNames | None = None,
-    replication: int = 1,
+    replication: int | None = None,
     access: AccessPlan | None = None,
 ) -> ApplyReport:
     """Create what is missing and publish policy and schemas; safe to run any number of times.
 
     Logged in (a secure broker), users and ACLs follow the bus too (``access``: where
     the passwords go, which to rotate); a dry run changes nothing and reports only them.
+    ``replication`` None: the cluster's (``cluster_replication``).
     """
     names = names or TopicNames()
     report = ApplyReport()
@@ -165,6 +189,8 @@ def apply_bus(
                                          access.rotate, access.dry_run)
     if access.dry_run:
         return report
+    if replication is None:
+        replication = cluster_replication(admin)
     ensure_topics(admin, topic_plan(bus, names, partitions), replication, report)
     producer = Producer(connection.confluent(**{"enable.idempotence": True, "acks": "all"}))
     schemas_now = read_compacted(connection, names.schemas)

@@ -34,7 +34,8 @@ from syncbus.cli.options import check_access, login_options
     show_default=True,
     help="Partitions of new raw, share, dead-letter and audit topics.",
 )
-@click.option("--replication", type=click.IntRange(1, 10), default=1, show_default=True)
+@click.option("--replication", type=click.IntRange(1, 10), default=None,
+              help="Copies of each new topic. [default: one per broker, at most 3]")
 @click.option("--topic-prefix", default="", help="Prefix of every topic (benchmarks, tests).")
 @click.option("--dry-run", is_flag=True, help="Print the user and ACL changes; change nothing.")
 @click.option(
@@ -54,7 +55,7 @@ def apply(
     schemas_dir: Path,
     bootstrap: str | None,
     partitions: int,
-    replication: int,
+    replication: int | None,
     topic_prefix: str,
     dry_run: bool,
     secrets_path: Path,
@@ -66,6 +67,8 @@ def apply(
     SCRAM users of every department, subscriber and the router, and makes the ACLs
     equal to what streams/ grants, removing those of grants and principals gone.
     """
+    from confluent_kafka import KafkaException
+
     from syncbus.admin.apply import AccessPlan, apply_bus
     from syncbus.admin.names import TopicNames
     from syncbus.connection import Connection
@@ -85,5 +88,12 @@ def apply(
         )
     except ValueError as exc:
         raise click.ClickException(str(exc)) from exc
+    except (RuntimeError, KafkaException) as exc:
+        hint = ""
+        if "_TIMED_OUT" in str(exc) or "controller" in str(exc).lower():
+            hint = ("; the cluster's controllers did not answer: is a majority of its nodes "
+                    "running? (syncbus kafka status --dir ...)")
+        raise click.ClickException(f"apply stopped at {connection.describe()}: {exc}{hint}") \
+            from None
     for line in report.lines(dry_run):
         click.echo(line)

@@ -43,9 +43,9 @@ def _default_workdir() -> str:
 @click.option(
     "--replication",
     type=click.IntRange(1, 10),
-    default=1,
-    show_default=True,
-    help="Replication of the router's own changelog topic.",
+    default=None,
+    help="Replication of the router's own changelog topic. [default: one per broker, "
+    "at most 3]",
 )
 @click.option(
     "--max-consecutive-dead",
@@ -64,7 +64,7 @@ def router(
     app_id: str,
     topic_prefix: str,
     batch: int,
-    replication: int,
+    replication: int | None,
     max_consecutive_dead: int,
     metrics_port: int,
     loglevel: str,

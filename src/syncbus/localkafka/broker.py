@@ -231,24 +231,31 @@ listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
 
 
 def _server_properties(dir: Path, port: int, controller_port: int, secure_mode: bool = False,
-                       tls: bool = False) -> str:
+                       tls: bool = False, node_id: int = 1, voters: str | None = None,
+                       replicas: int = 1) -> str:
+    """A node's settings: alone (``voters`` None: itself), or one of a cluster whose
+    controller quorum is ``voters`` and whose topics keep ``replicas`` copies, of which
+    a write needs all but one in sync (``min.insync.replicas``) once there are three."""
     data = _paths(dir)["data"]
     listeners = (security.secure_properties(dir, port, controller_port, tls) if secure_mode
                  else _plaintext_listeners(port, controller_port))
+    min_isr = replicas - 1 if replicas >= 3 else 1
     return f"""# written by `syncbus kafka start`; edits are replaced on the next start
 process.roles=broker,controller
-node.id=1
-controller.quorum.voters=1@127.0.0.1:{controller_port}
+node.id={node_id}
+controller.quorum.voters={voters or f"{node_id}@127.0.0.1:{controller_port}"}
 {listeners}log.dirs={data}
 num.partitions=1
 auto.create.topics.enable=false
-offsets.topic.replication.factor=1
+default.replication.factor={replicas}
+min.insync.replicas={min_isr}
+offsets.topic.replication.factor={replicas}
 offsets.topic.num.partitions=10
-transaction.state.log.replication.factor=1
-transaction.state.log.min.isr=1
+transaction.state.log.replication.factor={replicas}
+transaction.state.log.min.isr={min_isr}
 transaction.state.log.num.partitions=5
-share.coordinator.state.topic.replication.factor=1
-share.coordinator.state.topic.min.isr=1
+share.coordinator.state.topic.replication.factor={replicas}
+share.coordinator.state.topic.min.isr={min_isr}
 group.initial.rebalance.delay.ms=0
 log.retention.hours=168
 log.segment.bytes=67108864
@@ -275,14 +282,16 @@ def _java_cmd(java: str, jars: Path, dir: Path) -> list[str]:
     ]
 
 
-def _format_storage(java: str, jars: Path, dir: Path, secure_mode: bool) -> None:
+def _format_storage(java: str, jars: Path, dir: Path, secure_mode: bool,
+                    cluster_id: str | None = None) -> None:
+    """Format ``dir``'s storage once; the nodes of one cluster share ``cluster_id``."""
     paths = _paths(dir)
     if (paths["data"] / "meta.properties").exists():
         return
     scram = security.format_arguments(dir) if secure_mode else []
     proc = subprocess.run(
         [*_java_cmd(java, jars, dir), "kafka.tools.StorageTool", "format",
-         "-t", _cluster_id(), "-c", str(paths["props"]), *scram],
+         "-t", cluster_id or _cluster_id(), "-c", str(paths["props"]), *scram],
         capture_output=True, text=True,
     )
     if proc.returncode != 0:
@@ -404,7 +413,16 @@ def start(
     paths["info"].write_text(json.dumps({"port": port, "controller_port": controller_port,
                                          "secure": secure_mode, "tls": tls}))
     _format_storage(java, jars, dir, secure_mode)
+    proc = launch(java, jars, dir)
+    info = BrokerInfo(dir, port, controller_port, proc.pid, secure_mode, tls)
+    _wait_ready(info, proc, dir, timeout)
+    return info, False
 
+
+def launch(java: str, jars: Path, dir: Path) -> subprocess.Popen[bytes]:
+    """Start the JVM of the formatted broker (or cluster node) in ``dir`` and record
+    its pid; ``start`` waits for it to answer."""
+    paths = _paths(dir)
     with paths["stdout"].open("ab") as out:
         proc = subprocess.Popen(
             [*_java_cmd(java, jars, dir), "kafka.Kafka", str(paths["props"])],
@@ -412,9 +430,7 @@ def start(
             start_new_session=True, cwd=dir,
         )
     paths["pid"].write_text(str(proc.pid))
-    info = BrokerInfo(dir, port, controller_port, proc.pid, secure_mode, tls)
-    _wait_ready(info, proc, dir, timeout)
-    return info, False
+    return proc
 
 
 def stop_when_gone(owner_pid: int, dir: Path) -> subprocess.Popen[bytes]:

@@ -48,8 +48,10 @@ from pathlib import Path
 from typing import Any, NamedTuple, NoReturn, cast
 
 import faust
+from confluent_kafka.admin import AdminClient
 from prometheus_client import CollectorRegistry
 
+from syncbus.admin.apply import cluster_replication
 from syncbus.admin.names import TopicNames
 from syncbus.connection import Connection
 from syncbus.core.codec import Codec
@@ -82,7 +84,7 @@ class RouterConfig:
     batch_size: int = 5000
     batch_within: float = 0.05
     policy_interval: float = 1.0
-    replication: int = 1
+    replication: int | None = None  # None: the cluster's (admin.apply.cluster_replication)
     loglevel: str = "WARNING"
     pipeline_depth: int = 2
     max_consecutive_dead: int = DEFAULT_MAX_CONSECUTIVE_DEAD
@@ -243,7 +245,8 @@ def build_app(config: RouterConfig, registry: CollectorRegistry | None = None) -
         autodiscover=False,
         datadir=str(config.workdir / config.app_id),
         topic_partitions=partitions,
-        topic_replication_factor=config.replication,
+        topic_replication_factor=config.replication or cluster_replication(
+            AdminClient(config.connection.confluent())),
         consumer_auto_offset_reset="earliest",
         stream_buffer_maxsize=config.batch_size * 2,
         broker_max_poll_records=config.batch_size,

@@ -21,6 +21,7 @@ COMMANDS: dict[str, str] = {
     "consume": "syncbus.cli.consume:consume",
     "sink": "syncbus.cli.sink:sink",
     "bench": "syncbus.cli.bench:bench",
+    "sla": "syncbus.cli.sla:sla",
 }
 
 HELP = """syncbus: real-time data sharing between departments on Apache Kafka.

@@ -6,7 +6,8 @@ one pass. Entries are named by their id (``resource population.resident``,
 ``grant city.wuxi/population.resident``) so a message points at one YAML item.
 
 ``expires`` given as a date means the grant holds through that whole day (UTC);
-naive datetimes are read as UTC. Durations are seconds or ``30s``/``15m``/``1h``/``1d``.
+naive datetimes are read as UTC. ``update_cycle`` and the SLA's durations need their
+unit (``30s``/``15m``/``1h``/``1d``); ``syncbus.core.sla`` says why and judges them.
 
 API (the dataclasses are re-exported from ``syncbus.core.model``):
     load_bus(streams_dir, schemas_dir) -> Bus        raises BusDefinitionError
@@ -36,11 +37,12 @@ from syncbus.core.model import (
     Subscriber,
     UnknownId,
 )
-from syncbus.core.policy import bus_from_dict, bus_to_dict, parse_duration, parse_expires
+from syncbus.core.policy import bus_from_dict, bus_to_dict, parse_expires
 from syncbus.core.problems import BusDefinitionError, Problem
 from syncbus.core.regions import NATIONAL, is_valid_region
 from syncbus.core.rules import check_references
 from syncbus.core.schemas import SchemaRepository, load_schemas
+from syncbus.core.sla import parse_sla, parse_update_cycle
 
 __all__ = [
     "Bus",
@@ -71,7 +73,6 @@ _KEYS: dict[str, tuple[set[str], set[str]]] = {
         {"masks", "regions", "approved_by", "expires", "purpose"},
     ),
 }
-_SLA_KEYS = {"latency_p99", "completeness", "freshness"}
 
 
 class _Section:
@@ -177,12 +178,6 @@ def _resources(section: _Section) -> dict[str, Resource]:
             ok = False
             section.problem(label, "a not_shared resource needs its legal_basis")
         try:
-            sla = e["sla"]
-            if not isinstance(sla, dict) or set(sla) != _SLA_KEYS:
-                raise ValueError(f"sla needs exactly {', '.join(sorted(_SLA_KEYS))}")
-            completeness = float(sla["completeness"])
-            if not 0 < completeness <= 1:
-                raise ValueError("sla completeness must be in (0, 1]")
             resource = Resource(
                 id=str(e["id"]),
                 owner=str(e["owner"]),
@@ -192,12 +187,8 @@ def _resources(section: _Section) -> dict[str, Resource]:
                 sharing=e["sharing"],
                 legal_basis=e.get("legal_basis"),
                 vertical=vertical,
-                update_cycle_seconds=parse_duration(e["update_cycle"]),
-                sla=Sla(
-                    parse_duration(sla["latency_p99"]),
-                    completeness,
-                    parse_duration(sla["freshness"]),
-                ),
+                update_cycle_seconds=parse_update_cycle(e["update_cycle"]),
+                sla=parse_sla(e["sla"]),
             )
         except ValueError as exc:
             section.problem(label, str(exc))

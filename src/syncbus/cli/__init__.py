@@ -22,6 +22,7 @@ COMMANDS: dict[str, str] = {
     "sink": "syncbus.cli.sink:sink",
     "bench": "syncbus.cli.bench:bench",
     "sla": "syncbus.cli.sla:sla",
+    "monitor": "syncbus.cli.monitor:monitor",
 }
 
 HELP = """syncbus: real-time data sharing between departments on Apache Kafka.

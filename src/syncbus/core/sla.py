@@ -23,9 +23,11 @@ import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Literal
 
-from syncbus.core.model import Sla
+from syncbus.core.model import Bus, Sla
+from syncbus.core.policy import RoutingTable
 
 SLA_KEYS = ("latency_p99", "completeness", "freshness")
 SLA_NAMES = ("latency", "completeness", "freshness")
@@ -149,3 +151,60 @@ def quantile_from_buckets(
             return lower + (bound - lower) * ((rank - below) / inside if inside else 1.0)
         lower, below = bound, cumulative
     return lower
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class Route:
+    """One resource delivered to one subscriber: what an SLA is judged on."""
+
+    resource: str
+    subscriber: str
+
+
+def bus_routes(bus: Bus, now: datetime) -> list[Route]:
+    """The routes through which data flows at ``now`` (effective, unexpired grants)."""
+    table = RoutingTable(bus)
+    return sorted(
+        Route(resource_id, grant.subscriber)
+        for resource_id in bus.resources
+        for grant in table.effective(resource_id, now)
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class PeriodFigures:
+    """One route over a reporting period (``syncbus sla report``)."""
+
+    resource: str
+    subscriber: str
+    volume: int
+    within_latency: float | None  # share of events within latency_p99
+    completeness: float | None
+    freshness_breaches: int  # times the resource went silent past its freshness target
+
+    def verdict(self, sla: Sla) -> Literal["OK", "BREACHED"]:
+        """BREACHED when any SLA failed over the period; no events is not a failure."""
+        late = self.within_latency is not None and self.within_latency < LATENCY_QUANTILE
+        short = self.completeness is not None and self.completeness < sla.completeness
+        return "BREACHED" if late or short or self.freshness_breaches > 0 else "OK"
+
+    def row(self, sla: Sla) -> dict[str, Any]:
+        return {
+            "resource": self.resource,
+            "subscriber": self.subscriber,
+            "volume": self.volume,
+            "within_latency": self.within_latency,
+            "latency_target_seconds": sla.latency_p99_seconds,
+            "completeness": self.completeness,
+            "completeness_target": sla.completeness,
+            "freshness_breaches": self.freshness_breaches,
+            "state": self.verdict(sla),
+        }
+
+
+def share_within(bounds: tuple[float, ...], counts: tuple[int, ...], target: float) -> float | None:
+    """Share of observations at or under ``target`` (a bound), from per-bucket ``counts``."""
+    total = sum(counts)
+    if not total:
+        return None
+    return sum(n for bound, n in zip(bounds, counts, strict=False) if bound <= target) / total

@@ -66,6 +66,8 @@ class MonitorProcess(Process):
         super().__init__(
             [
                 sys.executable,
+                "-X",
+                "faulthandler",  # a crash in librdkafka leaves its stack in the log
                 "-m",
                 "syncbus",
                 "monitor",
@@ -84,11 +86,20 @@ class MonitorProcess(Process):
         )
         self.url = f"http://127.0.0.1:{self.port}"
 
+    def check_alive(self) -> None:
+        """Fail with the monitor's own words when it is gone."""
+        if not self.alive():
+            raise AssertionError(
+                f"monitor exited {self.proc.returncode}: {self.log.read_text()[-3000:]}"
+            )
+
     def routes(self) -> list[dict[str, Any]]:
+        self.check_alive()
         rows: list[dict[str, Any]] = get_json(self.url + "/api/routes")["routes"]
         return rows
 
     def summary(self) -> dict[str, Any]:
+        self.check_alive()
         data: dict[str, Any] = get_json(self.url + "/api/routes")
         return data
 

@@ -102,9 +102,11 @@ def scene(kafka: Any, bus: Bus, tmp_path_factory: pytest.TempPathFactory) -> Ite
     monitor = MonitorProcess(kafka.bootstrap, prefix, router.app_id, workdir)
     try:
         s = Scene(kafka.bootstrap, bus, prefix, router, monitor, router_port, workdir)
-        s.publish([r.id for r in bus.resources.values() if r.sharing != "not_shared"])
+        # a probe first, so that no event waits for the router to start (late by design)
+        s.publish([FAST], regions=("320102",))
         reader = ShareReader(kafka.bootstrap, s.names)
         wait_for(lambda: reader.events("province.jiangsu", FAST, 0.5), 120, "a first delivery")
+        s.publish([r.id for r in bus.resources.values() if r.sharing != "not_shared"])
         yield s
     finally:
         monitor.stop()
@@ -241,14 +243,15 @@ def test_report_marks_a_silent_publisher_breached(scene: Scene) -> None:
             assert row["state"] == "OK" and row["volume"] > 0, row
 
 
-def test_prometheus_fires_freshness_and_lag_alerts(
-    scene: Scene, bus_dirs: tuple[Path, Path]
-) -> None:
+@pytest.fixture(scope="module")
+def prometheus(scene: Scene) -> Iterator[PrometheusServer]:
+    """A real Prometheus scraping the monitor and the router, with the rules generated
+    from this test's bus."""
     rules_dir = scene.workdir / "rules"
     rules_dir.mkdir()
     for name, text in rule_files(scene.bus).items():
         (rules_dir / name).write_text(text, encoding="utf-8")
-    prometheus = PrometheusServer(
+    server = PrometheusServer(
         scene.workdir,
         {
             "syncbus-monitor": f"127.0.0.1:{scene.monitor.port}",
@@ -257,49 +260,67 @@ def test_prometheus_fires_freshness_and_lag_alerts(
         sorted(rules_dir.iterdir()),
     )
     try:
-        wait_until(prometheus.ready, 60, "Prometheus to be ready")
-        # Nanjing's subscriber takes its share of FAST, then stops; more events come
-        subscriber = Subscriber(
-            "city.nanjing",
-            [FAST],
-            bootstrap=scene.bootstrap,
-            topic_prefix=scene.prefix,
-            store=scene.workdir / "nanjing.db",
-        )
-        taken = subscriber.run(lambda event: None, idle_timeout=3)
-        assert taken > 0
-        scene.publish([FAST], regions=("320102",))
-        wait_until(
-            lambda: any(
-                a.get("alertname") == "SyncbusSubscriberLagging"
-                and a.get("subscriber") == "city.nanjing"
-                for a in prometheus.firing()
-            ),
-            90,
-            "the lag alert",
-        )
-        firing = wait_until(
-            lambda: [
-                a for a in prometheus.firing() if a.get("alertname") == "SyncbusFreshnessBreached"
-            ],
-            60,
-            "freshness alert",
-        )
-        assert {a["resource"] for a in firing} == {FAST}
-        lagging = {
+        wait_until(server.ready, 60, "Prometheus to be ready")
+        yield server
+    finally:
+        server.stop()
+
+
+def test_prometheus_fires_freshness_and_lag_alerts(
+    scene: Scene, prometheus: PrometheusServer, bus_dirs: tuple[Path, Path]
+) -> None:
+    # Nanjing's subscriber takes its share of FAST, then stops; more events come
+    subscriber = Subscriber(
+        "city.nanjing",
+        [FAST],
+        bootstrap=scene.bootstrap,
+        topic_prefix=scene.prefix,
+        store=scene.workdir / "nanjing.db",
+    )
+    assert subscriber.run(lambda event: None, idle_timeout=3) > 0
+    nanjing_lag = f'syncbus_route_lag_events{{resource="{FAST}",subscriber="city.nanjing"}} == 0'
+
+    def lagging() -> set[tuple[str, str]]:
+        return {
             (a["resource"], a["subscriber"])
             for a in prometheus.firing()
             if a.get("alertname") == "SyncbusSubscriberLagging"
         }
-        assert (FAST, "city.nanjing") in lagging
-        assert all(resource == FAST for resource, _s in lagging)  # the others are minutes fresh
-        assert prometheus.query('up{job="syncbus-router"} == 1'), "router not scraped"
-        report = _by_route(
-            _report(
-                ["--prometheus", prometheus.url, "--since", "5m", "--streams", str(bus_dirs[0])]
-            )
-        )
-        assert set(report) == scene.routes()
-        assert report[f"{FAST}/city.nanjing"]["state"] == "BREACHED"
-    finally:
-        prometheus.stop()
+
+    # caught up: Prometheus sees no lag and the alert is not firing for Nanjing...
+    wait_until(lambda: prometheus.query(nanjing_lag), 60, "Nanjing caught up in Prometheus")
+    wait_until(lambda: (FAST, "city.nanjing") not in lagging(), 30, "no lag alert for Nanjing")
+    # ...then the subscriber stays stopped while new events arrive: it fires
+    scene.publish([FAST], regions=("320102",))
+    wait_until(lambda: (FAST, "city.nanjing") in lagging(), 90, "the lag alert")
+    firing = wait_until(
+        lambda: [
+            a for a in prometheus.firing() if a.get("alertname") == "SyncbusFreshnessBreached"
+        ],
+        60,
+        "the freshness alert",
+    )
+    assert {a["resource"] for a in firing} == {FAST}
+    assert {resource for resource, _s in lagging()} == {FAST}  # the others are minutes fresh
+    assert prometheus.query('up{job="syncbus-router"} == 1'), "the router is not scraped"
+    report = _by_route(
+        _report(["--prometheus", prometheus.url, "--since", "5m", "--streams", str(bus_dirs[0])])
+    )
+    assert set(report) == scene.routes()
+    nanjing = report[f"{FAST}/city.nanjing"]
+    assert nanjing["state"] == "BREACHED" and nanjing["volume"] > 0, nanjing
+
+
+def test_every_dashboard_query_returns_data(scene: Scene, prometheus: PrometheusServer) -> None:
+    dashboard = json.loads((REPO / "compose/grafana/dashboards/syncbus-sla.json").read_text())
+    queries = [
+        (panel["title"], target["expr"].replace("$__rate_interval", "5m"))
+        for panel in dashboard["panels"]
+        for target in panel["targets"]
+    ]
+    assert len(queries) == len(dashboard["panels"]) >= 8
+    wait_until(lambda: prometheus.query("syncbus_route:latency_error_ratio:rate1h"), 60, "rules")
+    for title, expr in queries:
+        result = wait_until(lambda e=expr: prometheus.query(e), 30, f"data for {title!r}")
+        routes = {(r["metric"].get("resource"), r["metric"].get("subscriber")) for r in result}
+        assert routes, title

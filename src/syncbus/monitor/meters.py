@@ -10,6 +10,7 @@ from __future__ import annotations
 import bisect
 from collections import deque
 from dataclasses import dataclass, field
+from itertools import accumulate
 
 from syncbus.core.sla import (
     Route,
@@ -37,11 +38,7 @@ class LatencyHistogram:
         self.total_seconds += seconds
 
     def cumulative(self) -> list[int]:
-        out, running = [], 0
-        for n in self.counts:
-            running += n
-            out.append(running)
-        return out
+        return list(accumulate(self.counts))
 
 
 @dataclass(slots=True)
@@ -79,12 +76,8 @@ class RouteMeter:
             window = [b - a for a, b in zip(first, counts, strict=True)]
             if sum(window):  # else the last figure known: a quiet route keeps its p99
                 counts = window
-        cumulative, running = [], 0
-        for n in counts:
-            running += n
-            cumulative.append(running)
         return quantile_from_buckets(
-            (*self.latency.bounds, float("inf")), tuple(cumulative), quantile
+            (*self.latency.bounds, float("inf")), tuple(accumulate(counts)), quantile
         )
 
     def figures(self, silent_seconds: float) -> RouteFigures:
@@ -104,15 +97,11 @@ class RouteMeter:
         for before, after in zip(self.recent, list(self.recent)[1:], strict=False):
             seconds = max(after.at - before.at, 1e-9)
             delta = [b - a for a, b in zip(before.counts, after.counts, strict=True)]
-            cumulative, running = [], 0
-            for n in delta:
-                running += n
-                cumulative.append(running)
             points.append(
                 {
                     "at": after.at,
                     "events_per_s": max(after.routed - before.routed, 0) / seconds,
-                    "p99_s": quantile_from_buckets(bounds, tuple(cumulative), 0.99),
+                    "p99_s": quantile_from_buckets(bounds, tuple(accumulate(delta)), 0.99),
                 }
             )
         return points

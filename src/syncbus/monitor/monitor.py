@@ -32,7 +32,7 @@ from syncbus.monitor.tail import Tail
 
 log = logging.getLogger("syncbus.monitor")
 
-SAMPLE_CAP = 2000  # share records read per partition per cycle, at most
+SAMPLE_CAP = 100  # share records read per partition per cycle, at most (the newest)
 
 
 class Monitor:
@@ -53,6 +53,7 @@ class Monitor:
         self.router_members: int | None = None
         self.policy_published_s: float | None = None
         self.cycles = 0
+        self._seen: dict[tuple[TP, int], Record] = {}
         self.lock = threading.Lock()  # the HTTP threads read what a cycle writes
 
     def close(self) -> None:
@@ -77,7 +78,7 @@ class Monitor:
         now = time.time()
         points = self._lag_points(share, ends, committed) | self._fresh_points(raw, ends)
         points |= {tp: end - 1 for tp, end in ends.items() if tp[0] == self.names.policy and end}
-        records = self.reader.read_at(points)
+        records = self._records_at(points)
         with self.lock:
             self._count_offsets(share, partitions, ends, committed, records, now)
             self._freshness(raw, records, points)
@@ -90,6 +91,20 @@ class Monitor:
             self._judge(now)
             self.last_cycle_s = now
             self.cycles += 1
+
+    def _records_at(self, points: dict[TP, int]) -> dict[TP, Record]:
+        """The record at each point; one already read last cycle (a lagging subscriber
+        still at the same offset, a policy unchanged) is not fetched again."""
+        fetched = self.reader.read_at(
+            {tp: offset for tp, offset in points.items() if (tp, offset) not in self._seen}
+        )
+        records = {
+            tp: record
+            for tp, offset in points.items()
+            if (record := self._seen.get((tp, offset)) or fetched.get(tp)) is not None
+        }
+        self._seen = {(tp, points[tp]): record for tp, record in records.items()}
+        return records
 
     def _refresh_policy(self) -> None:
         try:

@@ -88,6 +88,10 @@ def monitor(
                 meter.cycle()
             except KafkaException as exc:  # the cluster is away: keep serving the last figures
                 logging.getLogger("syncbus.monitor").warning("cycle skipped: %s", exc)
+            except Exception:  # a monitor that stops hides every SLA: log it, go on
+                logging.getLogger("syncbus.monitor").exception(
+                    "cycle failed; next one in %ss", interval
+                )
             stop.wait(interval)
     finally:
         server.shutdown()

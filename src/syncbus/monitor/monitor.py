@@ -85,9 +85,13 @@ class Monitor:
             self._policy_time(records)
         caps: dict[TP, int | None] = {tp: SAMPLE_CAP for tp in tps if tp[0] in share}
         caps |= {tp: None for tp in tps if tp[0] in dlqs}
+        tailed: list[tuple[TP, Record]] = []  # read without the lock: scrapes never wait
+        self._tail.read(ends, caps, lambda tp, r: tailed.append((tp, r)))
+        members = self.reader.members(self.router_group)
         with self.lock:
-            self._tail.read(ends, caps, lambda tp, r: self._on_tailed(tp, r, share))
-            self.router_members = self.reader.members(self.router_group)
+            for tp, record in tailed:
+                self._on_tailed(tp, record, share)
+            self.router_members = members
             self._judge(now)
             self.last_cycle_s = now
             self.cycles += 1

@@ -77,3 +77,13 @@ def test_promtool_unit_tests_pass_for_every_alert(bus: Bus) -> None:
         timeout=120,
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_promtool_accepts_the_shipped_prometheus_config() -> None:
+    result = subprocess.run(
+        [_promtool(), "check", "config", str(PROMETHEUS_DIR / "prometheus.yml")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr

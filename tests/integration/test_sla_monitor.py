@@ -303,6 +303,12 @@ def test_prometheus_fires_freshness_and_lag_alerts(
     assert {a["resource"] for a in firing} == {FAST}
     assert {resource for resource, _s in lagging()} == {FAST}  # the others are minutes fresh
     assert prometheus.query('up{job="syncbus-router"} == 1'), "the router is not scraped"
+    # the bus itself is healthy: a router in its group, the published policy applied
+    assert prometheus.query(f'syncbus_router_group_members{{group="{scene.router.app_id}"}} >= 1')
+    assert prometheus.query("syncbus_policy_published_timestamp_seconds")
+    assert prometheus.query("syncbus_router_policy_loaded_timestamp_seconds")
+    bus_alerts = {"SyncbusRouterDown", "SyncbusPolicyNotApplied", "SyncbusMonitorDown"}
+    assert not [a for a in prometheus.firing() if a.get("alertname") in bus_alerts]
     report = _by_route(
         _report(["--prometheus", prometheus.url, "--since", "5m", "--streams", str(bus_dirs[0])])
     )

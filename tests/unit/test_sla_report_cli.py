@@ -2,21 +2,14 @@
 
 from __future__ import annotations
 
-import socket
-
 from click.testing import CliRunner
 
 from syncbus.cli.sla import sla
 from syncbus.core.model import Sla
 from syncbus.core.sla import PeriodFigures, share_within
+from syncbus.localkafka.broker import free_port
 
 SLA = Sla(latency_p99_seconds=2.0, completeness=0.999, freshness_seconds=600.0)
-
-
-def _closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def test_a_bad_period_is_refused() -> None:
@@ -30,7 +23,7 @@ def test_json_and_csv_together_are_refused() -> None:
 
 
 def test_an_unreachable_monitor_is_named() -> None:
-    url = f"http://127.0.0.1:{_closed_port()}"
+    url = f"http://127.0.0.1:{free_port()}"
     result = CliRunner().invoke(sla, ["report", "--monitor", url])
     assert result.exit_code == 1
     assert f"cannot read {url}/api/routes" in result.output

@@ -4,7 +4,6 @@ what ``bench router --monitor`` runs beside the router to show what monitoring c
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import threading
@@ -17,6 +16,7 @@ from pathlib import Path
 
 from syncbus.admin.names import TopicNames
 from syncbus.connection import Connection
+from syncbus.localkafka.broker import free_port
 
 SCRAPE_EVERY_S = 1.0
 
@@ -43,9 +43,7 @@ def monitored(
     conn: Connection, names: TopicNames, router_id: str, workdir: Path
 ) -> Iterator[MonitorCost]:
     """The monitor (1 s cycles) and a 1 s scraper of its /metrics, for the block's time."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     proc = subprocess.Popen(
         [
             sys.executable,

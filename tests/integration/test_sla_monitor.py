@@ -177,6 +177,30 @@ def test_unknown_topics_and_groups_do_not_stop_the_monitor(scene: Scene) -> None
     assert set(_by_route(scene.monitor.routes())) == scene.routes()
 
 
+def test_a_sink_group_counts_as_the_subscriber(scene: Scene) -> None:
+    """``syncbus sink`` commits as ``<subscriber>.sink``: what it took is taken."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    topic = scene.names.share("city.suzhou", "population.marriage")
+    sink = Consumer({"bootstrap.servers": scene.bootstrap, "group.id": "city.suzhou.sink"})
+    try:
+        ends = [sink.get_watermark_offsets(TopicPartition(topic, p), 10)[1] for p in (0, 1)]
+        assert sum(ends) > 0
+        sink.commit(
+            offsets=[TopicPartition(topic, p, end) for p, end in enumerate(ends)],
+            asynchronous=False,
+        )
+    finally:
+        sink.close()
+
+    def taken() -> dict[str, Any] | None:
+        row = _by_route(scene.monitor.routes())["population.marriage/city.suzhou"]
+        return row if row["committed"] == row["routed"] == sum(ends) else None
+
+    row = wait_until(taken, 30, "the sink's commits to count")
+    assert row["lag_events"] == 0 and row["lag_seconds"] == 0
+
+
 def test_status_page_shows_every_route_with_its_state(scene: Scene) -> None:
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     assert chromium, "chromium is missing: apt-get install chromium (.ci/run does)"

@@ -2,13 +2,14 @@
 
 Routes come from the live policy (``syncbus.policy``, as the router sees it), so a
 grant approved by ``apply`` appears without a restart. Per route: events routed
-(share-topic end offsets), events committed by the subscriber's consumer group (its
-id is the subscriber id, the SDK's default), lag in events and in seconds (the age of
-the oldest uncommitted record), the occurred_at -> routed_at latency of sampled
-deliveries, and the subscriber's dead letters. Per resource: the time of the last
-event or heartbeat on its raw topic, and the router's dead letters of it. Topics and
-groups outside the policy are never looked at, and a read that fails leaves the last
-figures in place: the monitor keeps running whatever the cluster holds.
+(share-topic end offsets), events committed by the subscriber (the furthest of its
+SDK's group, the subscriber id, and its sink's, ``<subscriber>.sink``), lag in events
+and in seconds (the age of the oldest uncommitted record), the occurred_at ->
+routed_at latency of sampled deliveries, and the subscriber's dead letters. Per
+resource: the time of the last event or heartbeat on its raw topic, and the router's
+dead letters of it. Topics and groups outside the policy are never looked at, and a
+read that fails leaves the last figures in place: the monitor keeps running whatever
+the cluster holds.
 """
 
 from __future__ import annotations
@@ -135,9 +136,13 @@ class Monitor:
             self.resources[resource] = ResourceMeter(resource)
 
     def _committed(self) -> dict[TP, int]:
+        """Per share partition, the furthest any of its subscriber's groups committed:
+        the SDK's (the subscriber id) or the sink's (``<subscriber>.sink``)."""
         out: dict[TP, int] = {}
         for subscriber in sorted({s for _r, s in self.routes}):
-            out.update(self.reader.committed(subscriber))
+            for group in subscriber_groups(subscriber):
+                for tp, offset in self.reader.committed(group).items():
+                    out[tp] = max(offset, out.get(tp, 0))
         return out
 
     def _lag_points(
@@ -223,6 +228,11 @@ class Monitor:
             silent = self.resources[resource_id].silent_seconds(now, self.started_s)
             meter.state = evaluate_route(resource.sla, meter.figures(silent))
             meter.close_cycle(now)
+
+
+def subscriber_groups(subscriber: str) -> tuple[str, str]:
+    """The consumer groups that take a subscriber's share by default (SDK, sink)."""
+    return subscriber, f"{subscriber}.sink"
 
 
 def _latency_seconds(record: Record) -> float | None:

@@ -57,7 +57,6 @@ class Process:
 
 class MonitorProcess(Process):
     def __init__(self, bootstrap: str, prefix: str, router_group: str, workdir: Path) -> None:
-        self.port = free_port()
         super().__init__(
             [
                 sys.executable,
@@ -69,7 +68,7 @@ class MonitorProcess(Process):
                 "--bootstrap",
                 bootstrap,
                 "--port",
-                str(self.port),
+                "0",  # a port of its own choosing, printed: no race for a free one
                 "--topic-prefix",
                 prefix,
                 "--router-group",
@@ -79,7 +78,17 @@ class MonitorProcess(Process):
             ],
             workdir / "monitor.log",
         )
+        try:
+            self.port = int(wait_until(self._printed_port, 60, "the monitor to serve"))
+        except BaseException:
+            self.stop()
+            raise
         self.url = f"http://127.0.0.1:{self.port}"
+
+    def _printed_port(self) -> str | None:
+        self.check_alive()
+        found = re.search(r"status page http://127\.0\.0\.1:(\d+)/", self.log.read_text())
+        return found.group(1) if found else None
 
     def check_alive(self) -> None:
         """Fail with the monitor's own words when it is gone."""

@@ -14,6 +14,7 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
+from contextlib import ExitStack
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -99,8 +100,10 @@ def scene(kafka: Any, bus: Bus, tmp_path_factory: pytest.TempPathFactory) -> Ite
         prefix=prefix,
         extra=["--metrics-port", str(router_port)],
     ).start()
-    monitor = MonitorProcess(kafka.bootstrap, prefix, router.app_id, workdir)
-    try:
+    with ExitStack() as cleanup:
+        cleanup.callback(router.stop)
+        monitor = MonitorProcess(kafka.bootstrap, prefix, router.app_id, workdir)
+        cleanup.callback(monitor.stop)
         s = Scene(kafka.bootstrap, bus, prefix, router, monitor, router_port, workdir)
         # a probe first, so that no event waits for the router to start (late by design)
         s.publish([FAST], regions=("320102",))
@@ -108,9 +111,6 @@ def scene(kafka: Any, bus: Bus, tmp_path_factory: pytest.TempPathFactory) -> Ite
         wait_for(lambda: reader.events("province.jiangsu", FAST, 0.5), 120, "a first delivery")
         s.publish([r.id for r in bus.resources.values() if r.sharing != "not_shared"])
         yield s
-    finally:
-        monitor.stop()
-        router.stop()
 
 
 def _by_route(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:

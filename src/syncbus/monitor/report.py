@@ -14,6 +14,7 @@ import json
 import urllib.error
 import urllib.parse
 import urllib.request
+from datetime import datetime
 from typing import Any
 
 from syncbus.core.model import Bus
@@ -53,7 +54,9 @@ def _query(prometheus_url: str, promql: str) -> dict[ROUTE_KEY, float]:
     return out
 
 
-def from_prometheus(prometheus_url: str, bus: Bus, since: str, now: Any) -> list[dict[str, Any]]:
+def from_prometheus(
+    prometheus_url: str, bus: Bus, since: str, now: datetime
+) -> list[dict[str, Any]]:
     by_route = "sum by (resource, subscriber)"
     volume = _query(
         prometheus_url, f"{by_route} (increase(syncbus_route_events_routed_total[{since}]))"

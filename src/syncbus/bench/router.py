@@ -40,7 +40,7 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, cast
@@ -53,6 +53,7 @@ from syncbus import settings
 from syncbus.admin.apply import apply_bus
 from syncbus.admin.compacted import watermarks
 from syncbus.admin.names import TopicNames
+from syncbus.bench.monitor_load import MonitorCost, monitored
 from syncbus.cli.options import login_options
 from syncbus.connection import Connection
 from syncbus.core.catalog import load_bus
@@ -202,8 +203,13 @@ def _run_router(
     batch: int,
     secrets: Path,
     workdir: Path,
+    watch: list[MonitorCost] | None = None,
 ) -> tuple[float, float]:
-    with _bus_topics(bus, conn, partitions) as names:
+    with _bus_topics(bus, conn, partitions) as names, ExitStack() as watching:
+        if watch is not None:
+            watch.append(
+                watching.enter_context(monitored(conn, names, f"{names.prefix}router", workdir))
+            )
         proc = subprocess.Popen(
             [
                 sys.executable,
@@ -442,6 +448,12 @@ def _run_floor(
     "io: batches plus writing the router's exact output, i.e. the router with free routing), "
     "and the routing engine alone, in this process, without Kafka.",
 )
+@click.option(
+    "--monitor",
+    "with_monitor",
+    is_flag=True,
+    help="Also run the router with `syncbus monitor` watching and scraped every second.",
+)
 @click.option("--json", "as_json", is_flag=True, help="End with one JSON line of the results.")
 def command(
     events: int,
@@ -451,6 +463,7 @@ def command(
     batch: int,
     bootstrap: str | None,
     floor: bool,
+    with_monitor: bool,
     as_json: bool,
 ) -> None:
     """Events/s through a router worker and through a plain confluent-kafka loop."""
@@ -467,15 +480,24 @@ def command(
     sy, base, rss = [], [], []
     floors: dict[str, list[float]] = {"take_events": [], "batches": [], "io": []}
     engine_alone: list[float] = []
+    watched: list[float] = []
+    costs: list[MonitorCost] = []
     with tempfile.TemporaryDirectory(prefix="syncbus-bench-router-") as tmp:
         secrets_file = Path(tmp, "secrets.json")
         secrets_file.write_text(json.dumps(secret_map))
         for run in range(1, runs + 1):
-            eps, mb = _run_router(
-                bus, conn, resource, pool, expected, partitions, batch, secrets_file, Path(tmp)
-            )
+            args = (bus, conn, resource, pool, expected, partitions, batch, secrets_file, Path(tmp))
+            if with_monitor and run % 2 == 0:  # alternate which goes first: no order bias
+                watched.append(_run_router(*args, watch=costs)[0])
+            eps, mb = _run_router(*args)
             sy.append(eps)
             rss.append(mb)
+            if with_monitor and run % 2 == 1:
+                watched.append(_run_router(*args, watch=costs)[0])
+            if with_monitor:
+                click.echo(
+                    f"run {run}: syncbus, monitor watching {watched[-1]:,.0f} ev/s", err=True
+                )
             base.append(
                 _run_baseline(
                     bus, conn, resource, pool, expected, partitions, batch, TokenSecrets(secret_map)
@@ -512,6 +534,14 @@ def command(
             result[f"faust_{mode}_eps"] = round(statistics.median(values))
     if engine_alone:
         result["engine_eps"] = round(statistics.median(engine_alone))
+    if watched:
+        result["monitored_eps"] = round(statistics.median(watched))
+        result["monitored_runs"] = [round(x) for x in watched]
+        result["monitored_ratio"] = round(statistics.median(watched) / statistics.median(sy), 3)
+        # the monitor's own CPU over its runs: a cost figure a busy machine does not blur
+        result["monitor_cpu_share"] = round(
+            sum(c.cpu_seconds for c in costs) / sum(c.wall_seconds for c in costs), 3
+        )
     click.echo(f"syncbus router   {result['syncbus_eps']:>10,} ev/s (median of {runs})")
     click.echo(f"baseline loop    {result['baseline_eps']:>10,} ev/s")
     click.echo(f"ratio            {result['ratio']:>10}")
@@ -521,5 +551,10 @@ def command(
             click.echo(f"Faust alone, {mode:<12} {result[f'faust_{mode}_eps']:>10,} ev/s")
     if "engine_eps" in result:
         click.echo(f"{'engine alone, no Kafka':<25} {result['engine_eps']:>10,} ev/s")
+    if watched:
+        click.echo(
+            f"monitor watching {result['monitored_eps']:>10,} ev/s "
+            f"({result['monitored_ratio']} of the router alone)"
+        )
     if as_json:
         click.echo(json.dumps(result))

@@ -22,6 +22,8 @@ COMMANDS: dict[str, str] = {
     "sink": "syncbus.cli.sink:sink",
     "bench": "syncbus.cli.bench:bench",
     "demo": "syncbus.cli.demo:demo",
+    "sla": "syncbus.cli.sla:sla",
+    "monitor": "syncbus.cli.monitor:monitor",
 }
 
 HELP = """syncbus: real-time data sharing between departments on Apache Kafka.

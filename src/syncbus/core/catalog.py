@@ -6,7 +6,8 @@ one pass. Entries are named by their id (``resource population.resident``,
 ``grant city.wuxi/population.resident``) so a message points at one YAML item.
 
 ``expires`` given as a date means the grant holds through that whole day (UTC);
-naive datetimes are read as UTC. Durations are seconds or ``30s``/``15m``/``1h``/``1d``.
+naive datetimes are read as UTC. ``update_cycle`` and the SLA's durations need their
+unit (``30s``/``15m``/``1h``/``1d``); ``syncbus.core.sla`` says why and judges them.
 
 API (the dataclasses are re-exported from ``syncbus.core.model``):
     load_bus(streams_dir, schemas_dir) -> Bus        raises BusDefinitionError
@@ -16,7 +17,6 @@ API (the dataclasses are re-exported from ``syncbus.core.model``):
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -35,11 +35,12 @@ from syncbus.core.model import (
     Subscriber,
     UnknownId,
 )
-from syncbus.core.policy import bus_from_dict, bus_to_dict, parse_duration, parse_expires
+from syncbus.core.policy import bus_from_dict, bus_to_dict, parse_expires
 from syncbus.core.problems import BusDefinitionError, Problem
 from syncbus.core.regions import NATIONAL, is_valid_region
 from syncbus.core.rules import check_references
 from syncbus.core.schemas import SchemaRepository, load_schemas
+from syncbus.core.sla import parse_sla, parse_update_cycle
 from syncbus.core.sources import UnreadableInput, load_yaml, read_text
 
 __all__ = [
@@ -71,7 +72,6 @@ _KEYS: dict[str, tuple[set[str], set[str]]] = {
         {"masks", "regions", "approved_by", "expires", "purpose"},
     ),
 }
-_SLA_KEYS = {"latency_p99", "completeness", "freshness"}
 
 
 class _Section:
@@ -160,17 +160,6 @@ def _parties(section: _Section) -> dict[str, Any]:
     return out
 
 
-def _duration(value: Any) -> float:
-    """``parse_duration``, refusing what a float cannot hold or compare (``.nan``, ``.inf``)."""
-    try:
-        seconds = parse_duration(value)
-    except OverflowError:
-        raise ValueError("duration is out of range (use seconds or 30s, 15m, 1h, 1d)") from None
-    if not math.isfinite(seconds):
-        raise ValueError(f"not a finite duration: {value!r} (use seconds or 30s, 15m, 1h, 1d)")
-    return seconds
-
-
 def _resources(section: _Section) -> dict[str, Resource]:
     out: dict[str, Resource] = {}
     _unique(section, [str(e["id"]) for e in section.entries])
@@ -184,13 +173,6 @@ def _resources(section: _Section) -> dict[str, Resource]:
             ok = False
             section.problem(label, "a not_shared resource needs its legal_basis")
         try:
-            sla = e["sla"]
-            if not isinstance(sla, dict) or set(sla) != _SLA_KEYS:
-                raise ValueError(f"sla needs exactly {', '.join(sorted(_SLA_KEYS))}")
-            completeness = sla["completeness"]
-            if not isinstance(completeness, int | float) or isinstance(completeness, bool) \
-                    or not 0 < completeness <= 1:
-                raise ValueError("sla completeness must be a number in (0, 1]")
             resource = Resource(
                 id=str(e["id"]),
                 owner=str(e["owner"]),
@@ -200,12 +182,8 @@ def _resources(section: _Section) -> dict[str, Resource]:
                 sharing=e["sharing"],
                 legal_basis=e.get("legal_basis"),
                 vertical=vertical,
-                update_cycle_seconds=_duration(e["update_cycle"]),
-                sla=Sla(
-                    _duration(sla["latency_p99"]),
-                    float(completeness),
-                    _duration(sla["freshness"]),
-                ),
+                update_cycle_seconds=parse_update_cycle(e["update_cycle"]),
+                sla=parse_sla(e["sla"]),
             )
         except ValueError as exc:
             section.problem(label, str(exc))

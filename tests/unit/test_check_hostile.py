@@ -114,10 +114,10 @@ CASES: dict[str, tuple[Breaker, str]] = {
     "update cycle beyond a float": (
         lambda s, _: _replace(s / "resources.yaml", "update_cycle: ",
                               "update_cycle: 1" + "0" * 400 + " #"),
-        "duration",
+        "update_cycle",
     ),
-    "latency that is not a number": (_resource_sla("latency_p99", ".nan"), "duration"),
-    "freshness that is infinite": (_resource_sla("freshness", ".inf"), "duration"),
+    "latency that is not a number": (_resource_sla("latency_p99", ".nan"), "latency_p99"),
+    "freshness that is infinite": (_resource_sla("freshness", ".inf"), "freshness"),
 }
 
 

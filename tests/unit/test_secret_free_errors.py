@@ -94,5 +94,5 @@ def test_the_sink_command_never_prints_the_database_password() -> None:
     assert result.exception is None or isinstance(result.exception, SystemExit), (
         repr(result.exception))
     assert SECRET not in str(result.exception or "")
-    assert result.exit_code == 1
+    assert result.exit_code in (1, 2)  # the database or (here first) the broker unreachable
     assert "postgresql://city:***@127.0.0.1:1/share" in result.output

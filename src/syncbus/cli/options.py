@@ -113,11 +113,14 @@ def check_access(
     write: Iterable[str] = (),
     group: str | None = None,
     timeout: float = CHECK_TIMEOUT_S,
+    unreachable_ok: bool = False,
 ) -> None:
     """Log in and look at the named topics and group before a command starts its work.
 
     Raises AccessRefused with one line when the login fails within ``timeout`` or a
     topic or the group is denied (a denied topic is invisible in the metadata).
+    ``unreachable_ok``: a broker that does not answer is no refusal (``publish`` spools
+    what it accepts until the broker is back), only a refused login is.
     """
     from confluent_kafka import KafkaException
     from confluent_kafka.admin import AdminClient
@@ -139,6 +142,8 @@ def check_access(
             admin.poll(0.1)  # serves error_cb: a refused login shows there, not in the exception
     if failures:
         raise AccessRefused(f"{who}: authentication failed (wrong password or unknown user)")
+    if metadata is None and unreachable_ok:
+        return
     if metadata is None:
         hint = "" if connection.username else " (a secure broker needs --user)"
         raise AccessRefused(f"{who}: no answer within {timeout:.0f} s{hint}")

@@ -23,7 +23,7 @@ from typing import IO
 import click
 
 from syncbus import settings
-from syncbus.cli.options import check_access, login_options
+from syncbus.cli.options import CHECK_TIMEOUT_S, check_access, login_options
 from syncbus.connection import Connection
 from syncbus.core.catalog import BusDefinitionError, load_bus
 from syncbus.core.topics import raw_topic
@@ -153,7 +153,8 @@ def publish(
     stream = file or (None if resend_refused and not stdin_marker else sys.stdin.buffer)
     refused: list[RefusedEvent] = []  # appended to by the publisher's sending thread
     connection = Connection.from_env(bootstrap)
-    check_access(connection, write=[raw_topic(resource)] if resource in bus.resources else [])
+    check_access(connection, write=[raw_topic(resource)] if resource in bus.resources else [],
+                 timeout=min(CHECK_TIMEOUT_S, timeout), unreachable_ok=True)
     try:
         publisher = Publisher(department, bus, connection, spool_path=spool,
                               on_refused=refused.extend)

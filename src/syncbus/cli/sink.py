@@ -50,9 +50,9 @@ def sink(
         chosen = list(resources) or granted_resources(connection, subscriber_id, topic_prefix)
     except (ValueError, KeyError) as exc:
         raise click.ClickException(str(exc)) from exc
+    click.echo(f"sink {subscriber_id} -> {redact_url(database)}: {', '.join(chosen)}", err=True)
     shares = [TopicNames(topic_prefix).share(subscriber_id, r) for r in chosen]
     check_access(connection, read=shares, group=group or f"{subscriber_id}.sink")
-    click.echo(f"sink {subscriber_id} -> {redact_url(database)}: {', '.join(chosen)}", err=True)
     try:
         applied = run_sink(
             subscriber_id,

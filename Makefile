@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo demo-stop test lint unit integration venv constraints clean
+.PHONY: demo test lint unit integration venv constraints clean
 
 # constraints.txt pins every installed distribution to the versions the suite last
 # passed with, so two installs of one commit get the same code; `make constraints`
@@ -43,10 +43,8 @@ test: lint
 	$(PYTEST)
 
 demo: $(STAMP)
-	PATH="$(abspath $(BIN)):$$PATH" bash scripts/demo.sh
+	$(BIN)/syncbus demo
 
-demo-stop: $(STAMP)
-	PATH="$(abspath $(BIN)):$$PATH" bash scripts/demo.sh stop
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -42,6 +42,7 @@ from syncbus.bench.latency_roles import RESOURCE
 from syncbus.bench.router import _bus_topics
 from syncbus.connection import Connection
 from syncbus.core.catalog import load_bus
+from syncbus.router.readiness import RouterNotReady, wait_until_routing
 
 ROLES = "syncbus.bench.latency_roles"
 
@@ -73,30 +74,6 @@ def _wait(path: Path, proc: subprocess.Popen[bytes], timeout: float, what: str) 
         if time.monotonic() > deadline:
             raise click.ClickException(f"{what}: not ready after {timeout:.0f} s")
         time.sleep(0.05)
-
-
-def _wait_router(conn: Connection, group: str, raw_topic: str,
-                 router: subprocess.Popen[bytes], timeout: float) -> None:
-    """Ready: the router's consumer group is stable and holds the raw topic's partitions
-    (no event needs to pass first, so the first seconds of the run are its first)."""
-    from confluent_kafka import ConsumerGroupState
-    from confluent_kafka.admin import AdminClient
-
-    admin = AdminClient(conn.confluent())
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if router.poll() is not None:
-            raise click.ClickException(f"the router ended (exit {router.returncode})")
-        try:
-            found = admin.describe_consumer_groups([group])[group].result(10)
-        except Exception:  # not there yet (the group is created when it joins)
-            found = None
-        if found is not None and found.state == ConsumerGroupState.STABLE and any(
-            tp.topic == raw_topic for m in found.members for tp in m.assignment.topic_partitions
-        ):
-            return
-        time.sleep(0.1)
-    raise click.ClickException(f"the router did not join its group in {timeout:.0f} s")
 
 
 def _stop(*procs: subprocess.Popen[bytes]) -> None:
@@ -135,7 +112,11 @@ def measure(conn: Connection, rate: float, duration: float, warmup: float,
         publisher = None
         try:
             _wait(Path(sub_args["ready"]), subscriber, 120, "the subscriber")
-            _wait_router(conn, f"{names.prefix}router", names.raw(RESOURCE), router, 120)
+            try:
+                wait_until_routing(conn, f"{names.prefix}router", names.raw(RESOURCE),
+                                   lambda: router.poll() is None)
+            except RouterNotReady as exc:
+                raise click.ClickException(str(exc)) from None
             startup = time.monotonic() - began
             pub_args: dict[str, Any] = {**common, "rate": rate, "duration": duration,
                         "start_at": time.time() + 2.0, "spool": str(workdir / "pub.db"),

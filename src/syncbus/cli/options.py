@@ -167,6 +167,8 @@ def _check_group(admin: Any, who: str, group: str, deadline: float) -> None:
         try:
             described[group].result(CHECK_TIMEOUT_S)
             return
+        except TimeoutError:  # a slow coordinator is no refusal: the client finds out later
+            return
         except KafkaException as exc:
             if refusal(exc):
                 raise AccessRefused(

@@ -48,16 +48,21 @@ class Stack:
         path.mkdir(parents=True, exist_ok=True)
         return path
 
+    @property
+    def kafka_dir(self) -> Path:
+        return self.dir / "kafka"
+
     def start_broker(self) -> str:
-        """The demo's own local Kafka in ``<dir>/kafka``: reused when it runs already
-        (and then left running), else started (and stopped at the end)."""
-        kafka_dir = self.dir / "kafka"
-        running = broker.status(kafka_dir)
-        if running is not None:
+        """The demo's own secure local Kafka (SASL/SCRAM and ACLs) in ``<dir>/kafka``:
+        reused when it runs already (and then left running), else started (and
+        stopped at the end)."""
+        running = broker.status(self.kafka_dir)
+        if running is not None and running.pid is not None:
             return running.address
-        port = None if (kafka_dir / "broker.json").exists() else 0
-        info, _ = broker.start(kafka_dir, port, Path(settings.get("kafka_cache")))
-        self.broker_dir = kafka_dir
+        port = None if (self.kafka_dir / "broker.json").exists() else 0
+        info, _ = broker.start(self.kafka_dir, port, Path(settings.get("kafka_cache")),
+                               echo=lambda m: print(m, file=sys.stderr), secure_mode=True)
+        self.broker_dir = self.kafka_dir
         return info.address
 
     def spawn(self, name: str, *args: str, env: dict[str, str] | None = None) -> Child:
@@ -70,6 +75,19 @@ class Stack:
         child = Child(name, proc, log)
         self.children.append(child)
         return child
+
+    def stop_child(self, name: str) -> None:
+        """Stop one child (SIGTERM, then SIGKILL) and forget it."""
+        for child in [c for c in self.children if c.name == name]:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(child.proc.pid, signal.SIGTERM)
+            try:
+                child.proc.wait(GRACE_S)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(child.proc.pid, signal.SIGKILL)
+                child.proc.wait(10)
+            self.children.remove(child)
 
     def pids(self) -> list[int]:
         return [c.proc.pid for c in self.children]

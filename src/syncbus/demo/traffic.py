@@ -2,8 +2,9 @@
 
 Run as ``python -m syncbus.demo.traffic ARGS_JSON`` (the demo starts it; it stops on
 SIGTERM). Each owning department gets its own Publisher SDK (its own spool and,
-on a secure bus, its own login) and publishes its resources at a steady rate with
-a burst of five times that rate for one second in every ten. Records are Faker's
+on a secure bus, its own login from the credentials ``apply`` issued) and publishes
+its resources at a steady rate with a burst of five times that rate for one second
+in every ten. Records are Faker's
 ``zh_CN`` with valid citizen IDs and USCCs, in Nanjing, Wuxi and Suzhou (Gusu
 among them); one resident change in twenty is a move to another city, sent as an
 UPDATE whose ``before`` holds the old region, so the old city's sink loses the
@@ -78,13 +79,13 @@ class Department:
 def run(args: dict[str, Any]) -> None:
     bus = load_bus(Path(args["streams"]), Path(args["schemas"]))
     rate = float(args["rate"])  # events per second per resource, outside bursts
-    logins: dict[str, dict[str, str]] = args.get("logins") or {}
     spools = Path(args["spools"])
     spools.mkdir(parents=True, exist_ok=True)
     rng = random.Random(args.get("seed", 2026))
     owners = sorted({r.owner for r in bus.resources.values()})
     departments = [
-        Department(bus, d, Connection(args["bootstrap"], **logins.get(d, {})),
+        Department(bus, d,  # on a secure bus, each logs in as itself (SYNCBUS_CREDENTIALS)
+                   Connection.from_env(args["bootstrap"], user=d if args["secure"] else None),
                    spools / f"{d}.db", rng)
         for d in owners
     ]

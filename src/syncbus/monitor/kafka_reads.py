@@ -33,10 +33,12 @@ REQUEST_TIMEOUT_S = 10.0
 
 @dataclass(frozen=True, slots=True)
 class Record:
-    """The parts of a record the monitor uses: when it was written, and its headers."""
+    """The parts of a record the monitor uses: when it was written, its headers and
+    (for the envelope's timestamps) its value."""
 
     timestamp_s: float
     headers: dict[str, bytes]
+    value: bytes | None = None
 
 
 def record_of(message: Message) -> Record:
@@ -44,7 +46,7 @@ def record_of(message: Message) -> Record:
     found = message.headers() or []
     pairs = found.items() if isinstance(found, dict) else found
     headers = {k: v for k, v in pairs if isinstance(v, bytes)}
-    return Record(millis / 1000.0, headers)
+    return Record(millis / 1000.0, headers, message.value())
 
 
 class ClusterReader:

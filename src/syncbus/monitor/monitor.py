@@ -5,7 +5,8 @@ grant approved by ``apply`` appears without a restart. Per route: events routed
 (share-topic end offsets), events committed by the subscriber (the furthest of its
 SDK's group, the subscriber id, and its sink's, ``<subscriber>.sink``), lag in events
 and in seconds (the age of the oldest uncommitted record), the occurred_at ->
-routed_at latency of sampled deliveries, and the subscriber's dead letters. Per
+routed_at latency of sampled deliveries (from their envelopes, the one home of those
+facts), and the subscriber's dead letters. Per
 resource: the time of the last event or heartbeat on its raw topic, and the router's
 dead letters of it. Topics and groups outside the policy are never looked at, and a
 read that fails leaves the last figures in place: the monitor keeps running whatever
@@ -26,7 +27,8 @@ from syncbus.core.model import Bus
 from syncbus.core.policy import bus_from_records
 from syncbus.core.sla import Route, bus_routes, evaluate_route
 from syncbus.core.sla_rules import latency_buckets
-from syncbus.core.topics import H_DLQ_TOPIC, H_OCCURRED_AT, H_ROUTED_AT
+from syncbus.core.topics import H_DLQ_TOPIC
+from syncbus.monitor.envelope import EnvelopeClock
 from syncbus.monitor.kafka_reads import TP, ClusterReader, Record
 from syncbus.monitor.meters import LatencyHistogram, ResourceMeter, RouteMeter
 from syncbus.monitor.tail import Tail
@@ -42,6 +44,7 @@ class Monitor:
     ) -> None:
         self.names, self.router_group = names, router_group
         self.reader = ClusterReader(connection)
+        self._clock = EnvelopeClock(connection, names)
         self._tail = Tail(self.reader.tail)
         self._policy_records: dict[str, bytes | None] = {}
         self._policy_consumer = self.reader.policy_consumer()
@@ -200,7 +203,7 @@ class Monitor:
     def _on_tailed(self, tp: TP, record: Record, share: dict[str, RouteMeter]) -> None:
         meter = share.get(tp[0])
         if meter is not None:
-            latency = _latency_seconds(record)
+            latency = self._clock.latency(record.value, record.timestamp_s)
             if latency is not None:
                 meter.latency.observe(latency)
             return
@@ -233,16 +236,3 @@ class Monitor:
 def subscriber_groups(subscriber: str) -> tuple[str, str]:
     """The consumer groups that take a subscriber's share by default (SDK, sink)."""
     return subscriber, f"{subscriber}.sink"
-
-
-def _latency_seconds(record: Record) -> float | None:
-    """occurred_at (header, micros) to routed_at (header, else the record's time)."""
-    occurred = record.headers.get(H_OCCURRED_AT)
-    if occurred is None:
-        return None
-    routed = record.headers.get(H_ROUTED_AT)
-    try:
-        end_s = int(routed) / 1e6 if routed is not None else record.timestamp_s
-        return max(end_s - int(occurred) / 1e6, 0.0)
-    except ValueError:
-        return None

@@ -108,7 +108,9 @@ def test_kill_9_of_one_node_under_load_loses_nothing_acknowledged(
     writer.start()
     try:
         time.sleep(6)
-        victim = three_nodes.nodes[1]
+        current = cluster.status(three_nodes.dir)
+        assert current is not None
+        victim = current.nodes[1]
         assert victim.pid is not None
         os.kill(victim.pid, signal.SIGKILL)
         killed_at = len(accepted)
@@ -284,7 +286,9 @@ def test_a_cluster_without_its_quorum_fails_commands_clearly_not_forever(
     """Two of three nodes gone: ``apply`` ends (within its request timeout) with one
     line naming the cause, and ``kafka status`` names the nodes down. (Last in the
     module: it takes the quorum away, and gives it back.)"""
-    for node in three_nodes.nodes[1:]:
+    current = cluster.status(three_nodes.dir)  # earlier tests restarted nodes: new pids
+    assert current is not None and current.running == [1, 2, 3]
+    for node in current.nodes[1:]:
         assert node.pid is not None
         os.kill(node.pid, signal.SIGKILL)
     try:

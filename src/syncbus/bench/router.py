@@ -65,6 +65,7 @@ from syncbus.router.batching import FETCH_MAX_WAIT_MS
 from syncbus.router.compiled import CompiledPolicy
 from syncbus.router.engine import RawMessage, RoutingEngine, tune_gc
 from syncbus.router.follower import PolicyFollower
+from syncbus.router.readiness import wait_until_routing
 from syncbus.router.secrets import TokenSecrets
 from syncbus.router.sink import BatchSink, Delivery
 
@@ -204,41 +205,44 @@ def _run_router(
     secrets: Path,
     workdir: Path,
     watch: list[MonitorCost] | None = None,
+    workers: int = 1,
 ) -> tuple[float, float]:
+    """Events/s of ``workers`` router processes sharing one id, and the largest RSS."""
     with _bus_topics(bus, conn, partitions) as names, ExitStack() as watching:
         if watch is not None:
             watch.append(
                 watching.enter_context(monitored(conn, names, f"{names.prefix}router", workdir))
             )
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "syncbus",
-                "router",
-                "--bootstrap",
-                conn.bootstrap,
-                "--id",
-                f"{names.prefix}router",
-                "--topic-prefix",
-                names.prefix,
-                "--secrets",
-                str(secrets),
-                "--workdir",
-                str(workdir),
-                "--batch",
-                str(batch),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=open(workdir / f"{names.prefix}log", "wb"),  # noqa: SIM115
-        )
+        procs = [_router_process(conn, names, secrets, workdir / f"{names.prefix}w{i}", batch)
+                 for i in range(workers)]
+
+        def alive() -> bool:
+            return all(p.poll() is None for p in procs)
+
         try:
-            _probe(conn, names, resource, events[0], partitions, lambda: proc.poll() is None)
+            if workers > 1:  # every worker in the group before the clock starts
+                wait_until_routing(conn, f"{names.prefix}router", names.raw(resource), alive,
+                                   timeout=180, members=workers)
+            _probe(conn, names, resource, events[0], partitions, alive)
             eps = _timed(conn, names, resource, events, expected, partitions)
-            return eps, _rss_mb(proc.pid)
+            return eps, max(_rss_mb(p.pid) for p in procs)
         finally:
-            proc.terminate()
-            proc.wait(60)
+            for proc in procs:
+                proc.terminate()
+            for proc in procs:
+                proc.wait(60)
+
+
+def _router_process(conn: Connection, names: TopicNames, secrets: Path, workdir: Path,
+                    batch: int) -> subprocess.Popen[bytes]:
+    workdir.mkdir(parents=True, exist_ok=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "syncbus", "router", "--bootstrap", conn.bootstrap,
+         "--id", f"{names.prefix}router", "--topic-prefix", names.prefix,
+         "--secrets", str(secrets), "--workdir", str(workdir), "--batch", str(batch)],
+        stdout=subprocess.DEVNULL,
+        stderr=open(workdir / "log", "wb"),
+    )
 
 
 def _baseline_loop(
@@ -454,6 +458,14 @@ def _run_floor(
     is_flag=True,
     help="Also run the router with `syncbus monitor` watching and scraped every second.",
 )
+@click.option(
+    "--workers",
+    type=click.IntRange(1, 8),
+    default=1,
+    show_default=True,
+    help="Also run N router workers sharing one id, alternating with one worker in each "
+    "run (workers_eps in the JSON: the events/s of 1 and of N).",
+)
 @click.option("--json", "as_json", is_flag=True, help="End with one JSON line of the results.")
 def command(
     events: int,
@@ -464,6 +476,7 @@ def command(
     bootstrap: str | None,
     floor: bool,
     with_monitor: bool,
+    workers: int,
     as_json: bool,
 ) -> None:
     """Events/s through a router worker and through a plain confluent-kafka loop."""
@@ -482,6 +495,7 @@ def command(
     engine_alone: list[float] = []
     watched: list[float] = []
     costs: list[MonitorCost] = []
+    scaled: list[float] = []
     with tempfile.TemporaryDirectory(prefix="syncbus-bench-router-") as tmp:
         secrets_file = Path(tmp, "secrets.json")
         secrets_file.write_text(json.dumps(secret_map))
@@ -498,6 +512,10 @@ def command(
                 click.echo(
                     f"run {run}: syncbus, monitor watching {watched[-1]:,.0f} ev/s", err=True
                 )
+            if workers > 1:
+                scaled.append(_run_router(*args, workers=workers)[0])
+                click.echo(f"run {run}: syncbus, {workers} workers {scaled[-1]:,.0f} ev/s",
+                           err=True)
             base.append(
                 _run_baseline(
                     bus, conn, resource, pool, expected, partitions, batch, TokenSecrets(secret_map)
@@ -518,7 +536,7 @@ def command(
             if floor:
                 engine_alone.append(_engine_alone(bus, resource, pool, batch))
                 click.echo(f"run {run}: engine alone: {engine_alone[-1]:,.0f} ev/s", err=True)
-    result = {
+    result: dict[str, Any] = {
         "benchmark": "router",
         "events": events,
         "deliveries_per_run": expected,
@@ -542,6 +560,10 @@ def command(
         result["monitor_cpu_share"] = round(
             sum(c.cpu_seconds for c in costs) / sum(c.wall_seconds for c in costs), 3
         )
+    if scaled:
+        result["workers_eps"] = {"1": result["syncbus_eps"],
+                                 str(workers): round(statistics.median(scaled))}
+        result["workers_runs"] = [round(x) for x in scaled]
     click.echo(f"syncbus router   {result['syncbus_eps']:>10,} ev/s (median of {runs})")
     click.echo(f"baseline loop    {result['baseline_eps']:>10,} ev/s")
     click.echo(f"ratio            {result['ratio']:>10}")
@@ -556,5 +578,7 @@ def command(
             f"monitor watching {result['monitored_eps']:>10,} ev/s "
             f"({result['monitored_ratio']} of the router alone)"
         )
+    if scaled:
+        click.echo(f"{workers} workers        {result['workers_eps'][str(workers)]:>10,} ev/s")
     if as_json:
         click.echo(json.dumps(result))

@@ -18,9 +18,11 @@ class RouterNotReady(RuntimeError):
 
 
 def wait_until_routing(connection: Connection, group: str, raw_topic: str,
-                       alive: Callable[[], bool], timeout: float = 120.0) -> float:
-    """Wait until ``group`` is stable with ``raw_topic``'s partitions assigned; returns
-    the seconds waited. ``alive`` says whether the router process still runs."""
+                       alive: Callable[[], bool], timeout: float = 120.0,
+                       members: int = 1) -> float:
+    """Wait until ``group`` is stable, with ``members`` workers, and ``raw_topic``'s
+    partitions assigned; returns the seconds waited. ``alive`` says whether the
+    router processes still run."""
     from confluent_kafka import ConsumerGroupState
     from confluent_kafka.admin import AdminClient
 
@@ -33,7 +35,9 @@ def wait_until_routing(connection: Connection, group: str, raw_topic: str,
             found = admin.describe_consumer_groups([group])[group].result(10)
         except Exception:  # not there yet: the group is created when it joins
             found = None
-        if found is not None and found.state == ConsumerGroupState.STABLE and any(
+        if found is not None and found.state == ConsumerGroupState.STABLE and len(
+            found.members
+        ) >= members and any(
             tp.topic == raw_topic for m in found.members for tp in m.assignment.topic_partitions
         ):
             return time.monotonic() - started

@@ -150,6 +150,7 @@ def _outputs_equal(fast: Any, slow: Any) -> None:
     assert fast.deliveries == slow.deliveries
     assert fast.audit == slow.audit
     assert _without_addresses(fast.dead) == _without_addresses(slow.dead)
+    assert _without_addresses(fast.quarantine) == _without_addresses(slow.quarantine)
     assert fast.sequences == slow.sequences
     assert fast.delivered == slow.delivered
     assert fast.dead_by_error == slow.dead_by_error

@@ -39,6 +39,7 @@ from syncbus.core.codec import MAGIC as _MAGIC
 from syncbus.core.envelope import ENVELOPE as _ENVELOPE
 from syncbus.core.envelope import OPS as _OPS
 from syncbus.core.masking import DROP, MASK, PASS, TOKEN, TOKEN_LENGTH
+from syncbus.core.masking import ID_MASK_HEAD, ID_MASK_MIN_LENGTH, ID_MASK_TAIL
 from syncbus.core.regions import is_valid_region as _is_valid_region
 
 cdef extern from "Python.h":
@@ -91,6 +92,10 @@ cdef int64_t _FIRST_DAY = -719162  # 0001-01-01, datetime.date's first day, from
 cdef int64_t _LAST_DAY = 2932896  # 9999-12-31
 cdef int64_t _FIRST_MICROS = -62135596800000000  # datetime's range, as decoded
 cdef int64_t _LAST_MICROS = 253402300799999999
+
+cdef Py_ssize_t _ID_HEAD = ID_MASK_HEAD, _ID_TAIL = ID_MASK_TAIL, _ID_MIN = ID_MASK_MIN_LENGTH
+if _ID_MIN < _ID_HEAD + _ID_TAIL:
+    raise ImportError("the citizen-ID mask must hide at least one character")
 
 _KINDS = {"id_number": K_ID_NUMBER, "name": K_NAME, "phone": K_PHONE,
           "birth_date": K_BIRTH_DATE, "address": K_ADDRESS}
@@ -318,12 +323,12 @@ cdef Py_ssize_t _address_cut(const unsigned char* s, Py_ssize_t n):
 cdef int _mask_text(int kind, const unsigned char* s, Py_ssize_t n, Buf* out) except -1:
     """``masking.MASKS[kind]`` of a str, as UTF-8 into ``out``; ``_differs`` included."""
     cdef Py_ssize_t chars = _chars(s, n), mark = out.len, a, z
-    if kind == K_ID_NUMBER:
-        if chars < 12:
+    if kind == K_ID_NUMBER:  # masking.mask_id_number, with its constants
+        if chars < _ID_MIN:
             return _put_stars(out, chars if chars > 1 else 1)
-        a, z = _head(s, n, 6), _tail(s, n, 4)
+        a, z = _head(s, n, _ID_HEAD), _tail(s, n, _ID_TAIL)
         _put(out, s, a)
-        _put_stars(out, chars - 10)
+        _put_stars(out, chars - _ID_HEAD - _ID_TAIL)
         _put(out, s + z, n - z)
     elif kind == K_NAME:
         a = _head(s, n, 1)

@@ -21,6 +21,7 @@ COMMANDS: dict[str, str] = {
     "consume": "syncbus.cli.consume:consume",
     "sink": "syncbus.cli.sink:sink",
     "bench": "syncbus.cli.bench:bench",
+    "dlq": "syncbus.cli.dlq:dlq",
 }
 
 HELP = """syncbus: real-time data sharing between departments on Apache Kafka.

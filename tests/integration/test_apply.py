@@ -31,9 +31,9 @@ def _apply(bootstrap: str, *extra: str) -> str:
 def test_apply_creates_everything_once(kafka) -> None:  # type: ignore[no-untyped-def]
     prefix = f"ap{__import__('uuid').uuid4().hex[:6]}."
     first = _apply(kafka.bootstrap, "--topic-prefix", prefix, "--partitions", "2")
-    assert "41 created, 0 existing" in first, first
+    assert "42 created, 0 existing" in first, first
     second = _apply(kafka.bootstrap, "--topic-prefix", prefix, "--partitions", "2")
-    assert "0 created, 41 existing" in second
+    assert "0 created, 42 existing" in second
     assert "policy: 0 records written" in second and "schemas: 0 written" in second
     topics = AdminClient({"bootstrap.servers": kafka.bootstrap}).list_topics(timeout=10).topics
     assert len(topics[f"{prefix}raw.population.resident"].partitions) == 2

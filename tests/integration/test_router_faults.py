@@ -20,7 +20,7 @@ from syncbus.admin.apply import apply_bus
 from syncbus.connection import Connection
 from syncbus.core.catalog import load_bus
 from syncbus.core.policy import RoutingTable
-from syncbus.core.topics import H_DELIVERY_SEQUENCE, H_SOURCE_PARTITION
+from syncbus.core.topics import H_SOURCE_PARTITION
 from tests.router_helpers import REPO, RawWriter, RouterProcess, ShareReader, resident, wait_for
 
 pytestmark = pytest.mark.slow
@@ -91,10 +91,10 @@ def test_kill_minus_nine_under_load_loses_nothing(bus_kafka, tmp_path: Path) -> 
             gaps = missing()
         assert gaps == {}, f"events missing after kill -9 and restart: {gaps}"
         for subscriber in expected:  # a number once delivered never names another event
-            named: dict[tuple[bytes, bytes], set[str]] = defaultdict(set)
+            named: dict[tuple[bytes, int], set[str]] = defaultdict(set)
             for event in reader.events(subscriber, RES, 1.0):
                 headers = event["_headers"]
-                stream = headers[H_SOURCE_PARTITION], headers[H_DELIVERY_SEQUENCE]
+                stream = headers[H_SOURCE_PARTITION], event["delivery_sequence"]
                 named[stream].add(str(event["event_id"]))
             assert len(named) >= len(expected[subscriber])
             reused = {k: v for k, v in named.items() if len(v) > 1}

@@ -25,7 +25,7 @@ from syncbus.connection import Connection
 from syncbus.core.catalog import Bus, load_bus
 from syncbus.core.codec import Codec
 from syncbus.core.policy import RoutingTable
-from syncbus.core.topics import H_DELIVERY_SEQUENCE, H_SOURCE_PARTITION
+from syncbus.core.topics import H_SOURCE_PARTITION
 from syncbus.core.views import ViewCache
 from syncbus.router.app import BatchHandler
 from syncbus.router.batching import Fetch
@@ -39,6 +39,7 @@ from tests.router_helpers import (
     SECRETS,
     RawWriter,
     RouterProcess,
+    ShareReader,
     read_topic,
     resident,
     wait_for,
@@ -114,11 +115,12 @@ def _sequences(bootstrap: str, names: TopicNames) -> dict[tuple[str, int], dict[
     """Per (subscriber, source partition): the delivery sequences per share partition,
     in the order that partition holds them."""
     seen: dict[tuple[str, int], dict[int, list[int]]] = defaultdict(lambda: defaultdict(list))
+    reader = ShareReader(bootstrap, names)
     for subscriber in RESIDENT_SUBSCRIBERS:
         for message in read_topic(bootstrap, names.share(subscriber, RES), timeout=1.0):
-            headers = dict(message.headers())
-            source = int(headers[H_SOURCE_PARTITION])
-            seen[subscriber, source][message.partition()].append(int(headers[H_DELIVERY_SEQUENCE]))
+            source = int(dict(message.headers())[H_SOURCE_PARTITION])
+            sequence = reader.decode(message.value())["delivery_sequence"]  # in the body
+            seen[subscriber, source][message.partition()].append(sequence)
     return seen
 
 

@@ -140,6 +140,7 @@ def _outputs_equal(fast: Any, slow: Any) -> None:
     assert fast.deliveries == slow.deliveries
     assert fast.audit == slow.audit
     assert fast.dead == slow.dead
+    assert fast.quarantine == slow.quarantine
     assert fast.sequences == slow.sequences
     assert fast.delivered == slow.delivered
     assert fast.dead_by_error == slow.dead_by_error

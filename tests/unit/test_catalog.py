@@ -242,6 +242,14 @@ BROKEN: list[tuple[str, str, Edit, str, str]] = [
         "mask on unknown field 'adress'",
     ),
     (
+        "mask on nested field",
+        "grants",
+        lambda d: _grant(d, "city.suzhou", "spatial.parcel").update(
+            masks={"location.longitude": "drop"}),
+        "grant city.suzhou/spatial.parcel",
+        "mask on nested field 'location.longitude': masks apply to whole top-level fields",
+    ),
+    (
         "unknown schema",
         "resources",
         lambda d: _entry(d, "resources", id="credit.penalty").update(schema="credit.fine"),

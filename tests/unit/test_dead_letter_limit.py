@@ -1,8 +1,10 @@
-"""Dead letters are for bad input: a router that fails event after event stops instead.
+"""Dead letters are for bad input: a router that fails valid event after valid event
+stops instead, and no input alone can make it stop.
 
-The engine counts events that failed in a row, across batches; a routed event
-resets the count. At the limit it raises before the batch is done, so the
-adapter exits without acking anything of that batch.
+The engine counts valid events (decoded, checked) that failed in a row, across
+batches; a routed event resets the count, bad input does neither. At the limit it
+raises before the batch is done, so the adapter exits without acking anything of
+that batch.
 """
 
 from __future__ import annotations
@@ -55,6 +57,10 @@ def _process(engine: RoutingEngine, batch: list[RawMessage]) -> int:
     return len(out.dead)
 
 
+def _broken_store(key: str) -> int:
+    raise RuntimeError("sequence store unavailable")
+
+
 def test_bad_input_between_good_events_is_only_dead_lettered(bus: Bus) -> None:
     engine = _engine(bus, limit=3)
     batch = [_bad(0), _bad(1), _good(bus, 2), _bad(3), _bad(4), _good(bus, 5)]
@@ -62,14 +68,34 @@ def test_bad_input_between_good_events_is_only_dead_lettered(bus: Bus) -> None:
     assert _process(engine, [_bad(6), _bad(7)]) == 2  # two in a row: under the limit
 
 
-def test_failures_in_a_row_stop_the_engine_across_batches(bus: Bus) -> None:
+def test_input_alone_never_stops_the_engine(bus: Bus) -> None:
+    """Anyone who may write a raw topic can send junk: 10,000 in a row are dead-lettered
+    and counted, and the engine goes on routing."""
     engine = _engine(bus, limit=3)
+    for start in range(0, 10_000, 2_500):
+        assert _process(engine, [_bad(start + i) for i in range(2_500)]) == 2_500
+    out = engine.process([_good(bus, 10_000)], datetime.now(UTC), lambda _: 0)
+    assert out.deliveries and not out.dead
+
+
+@pytest.mark.parametrize("byte_path", [True, False])
+def test_valid_events_failing_in_a_row_stop_the_engine_across_batches(
+    bus: Bus, byte_path: bool
+) -> None:
+    """A failing store fails every valid event: that is a broken router. Junk between
+    them neither counts nor resets the count."""
+    engine = _engine(bus, limit=3)
+    engine.byte_path = byte_path
     assert _process(engine, [_good(bus, 0), _bad(1), _bad(2)]) == 2
+    out = engine.process([_good(bus, 3), _bad(4), _good(bus, 5)], datetime.now(UTC),
+                         _broken_store)
+    assert len(out.dead) == 3
     with pytest.raises(DeadLetterLimit) as caught:
-        _process(engine, [_bad(3), _good(bus, 4)])
+        engine.process([_bad(6), _good(bus, 7), _good(bus, 8)], datetime.now(UTC),
+                       _broken_store)
     message = str(caught.value)
-    assert "3 events in a row" in message
-    assert f"{NAMES.raw(RES)}[0]@3" in message and "NotSingleObjectEncoded" in message
+    assert "3 valid events in a row" in message
+    assert f"{NAMES.raw(RES)}[0]@7" in message and "sequence store unavailable" in message
     assert "--max-consecutive-dead" in message
 
 

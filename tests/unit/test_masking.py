@@ -48,7 +48,7 @@ SHARED = (
 
 
 def test_each_kind_keeps_only_what_design_allows() -> None:
-    assert mask_id_number("320508199001011234") == "320508********1234"
+    assert mask_id_number("320508199001011234") == "320508**********34"
     assert mask_name("张三丰") == "张**"
     assert mask_phone("13812341234") == "138****1234"
     assert mask_birth_date(dt.date(1990, 1, 1)) == "1990"
@@ -247,3 +247,24 @@ def test_a_remembered_token_is_the_token_of_its_secret_and_value() -> None:
         assert [other(v) for v in values] == [token(b"secret-b", v) for v in values]
         assert tokenise(values[0]) != other(values[0])
         tokenise.forget()
+
+
+def test_a_mask_on_a_nested_field_is_never_ignored(bus: Bus) -> None:
+    """``check`` refuses it; a policy that carries one anyway drops the whole field,
+    never the nested value delivered raw (it used to be ignored)."""
+    resource = bus.resource("spatial.parcel")
+    schema = bus.schemas.latest(resource.schema)
+    plan = compile_plan(schema, "L3", {"location.longitude": "drop"}, resource.key_field)
+    assert {r.name: r.action for r in plan.rules}["location"] == "drop"
+    record = make_record(resource.schema, region="320508", seed=3)
+    masked = Masker(plan, b"secret").record(record)
+    assert masked is not None and "location" not in masked
+    assert record["location"]["longitude"] not in _leaves(masked)
+    passing = compile_plan(schema, "L3", {"location.longitude": "pass"}, resource.key_field)
+    assert {r.name: r.action for r in passing.rules}["location"] == "pass"  # pass lifts nothing
+
+
+def _leaves(value: Any) -> list[Any]:
+    if isinstance(value, dict):
+        return [leaf for v in value.values() for leaf in _leaves(v)]
+    return [value]

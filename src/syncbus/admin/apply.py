@@ -83,6 +83,9 @@ def topic_plan(bus: Bus, names: TopicNames, partitions: int) -> list[TopicSpec]:
     specs += [TopicSpec(names.subscriber_dlq(s), 1) for s in sorted(bus.subscribers)]
     specs += [
         TopicSpec(names.dlq, partitions),
+        # raw dead letters for ``syncbus dlq redrive``: only the admin reads it (ACLs);
+        # compacted by origin, with room for any raw event plus its metadata
+        TopicSpec(names.quarantine, partitions, {**COMPACTED, "max.message.bytes": "4194304"}),
         TopicSpec(names.audit, partitions),
         TopicSpec(names.policy, 1, COMPACTED),
         TopicSpec(names.schemas, 1, COMPACTED),

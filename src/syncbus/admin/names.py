@@ -37,6 +37,10 @@ class TopicNames:
         return self.prefix + topics.DLQ_TOPIC
 
     @property
+    def quarantine(self) -> str:
+        return self.prefix + topics.QUARANTINE_TOPIC
+
+    @property
     def audit(self) -> str:
         return self.prefix + topics.AUDIT_TOPIC
 

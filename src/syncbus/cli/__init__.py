@@ -24,6 +24,7 @@ COMMANDS: dict[str, str] = {
     "demo": "syncbus.cli.demo:demo",
     "sla": "syncbus.cli.sla:sla",
     "monitor": "syncbus.cli.monitor:monitor",
+    "dlq": "syncbus.cli.dlq:dlq",
 }
 
 HELP = """syncbus: real-time data sharing between departments on Apache Kafka.

@@ -52,8 +52,8 @@ def _default_workdir() -> str:
     type=click.IntRange(1),
     default=DEFAULT_MAX_CONSECUTIVE_DEAD,
     show_default=True,
-    help="Stop (before acking) when this many events in a row are dead-lettered: "
-    "a broken router, not bad input.",
+    help="Stop (before acking) when this many valid events in a row fail to route: "
+    "a broken router. Bad input never counts: it is dead-lettered and quarantined.",
 )
 @click.option("--metrics-port", type=int, default=0, help="Serve Prometheus metrics (0: off).")
 @click.option("--loglevel", default="WARNING", show_default=True)

@@ -50,12 +50,22 @@ def _differs(masked: str, raw: str) -> str:
     return masked if masked != raw else "*" * max(len(raw), 1)
 
 
+# what the citizen-ID mask keeps: the region (first six) and the last two characters.
+# With the birth year (the birth-date mask) and the gender delivered beside it, about
+# 3,300 real IDs fit one masked value; keeping the last four left about 33
+# (tests/unit/test_id_mask_strength.py counts them). ``_bytepath`` reads these.
+ID_MASK_HEAD = 6
+ID_MASK_TAIL = 2
+ID_MASK_MIN_LENGTH = 12  # shorter values are not IDs: all stars
+
+
 def mask_id_number(value: Any) -> str:
-    """Citizen ID: region (first six) and last four, e.g. 320508********1234."""
+    """Citizen ID: region (first six) and last two, e.g. 320508**********34."""
     text = str(value)
-    if len(text) < 12:
+    if len(text) < ID_MASK_MIN_LENGTH:
         return "*" * max(len(text), 1)
-    return _differs(text[:6] + "*" * (len(text) - 10) + text[-4:], text)
+    hidden = len(text) - ID_MASK_HEAD - ID_MASK_TAIL
+    return _differs(text[:ID_MASK_HEAD] + "*" * hidden + text[-ID_MASK_TAIL:], text)
 
 
 def mask_name(value: Any) -> str:
@@ -206,6 +216,15 @@ def _rule(
     return FieldRule(name, DROP, None, grade)  # an unknown mask never lets data through
 
 
+def _nested_masks(masks: Mapping[str, str]) -> set[str]:
+    """Top-level fields holding a nested field that a mask makes stricter.
+
+    Masks apply per top-level field and ``syncbus check`` refuses one on a nested
+    field; a policy that carries one anyway drops the whole top-level field rather
+    than deliver the nested value raw."""
+    return {path.split(".")[0] for path, mask in masks.items() if "." in path and mask != PASS}
+
+
 def compile_plan(
     domain_schema: Mapping[str, Any],
     clearance: str,
@@ -216,11 +235,13 @@ def compile_plan(
     fields = list(iter_fields(domain_schema))
     rules = []
     key_grade = "L1"
+    nested = _nested_masks(masks)
     for path, field in fields:
         if "." in path:
             continue
         grade = _subtree_grade(path, field, fields)
-        rules.append(_rule(path, grade, field_pii(field), clearance, masks.get(path)))
+        override = DROP if path in nested else masks.get(path)
+        rules.append(_rule(path, grade, field_pii(field), clearance, override))
         if path == key_field:
             key_grade = grade
     key_override = masks.get(key_field) if key_field else None

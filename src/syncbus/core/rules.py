@@ -104,6 +104,11 @@ def _grant_problems(bus: Bus, grant: Grant, file: str) -> list[Problem]:
         for field, mask in grant.masks.items():
             if field not in fields:
                 problems.append(Problem(file, label, f"mask on unknown field {field!r}"))
+            elif "." in field:  # masking applies per top-level field (core.masking)
+                top = field.split(".")[0]
+                problems.append(Problem(
+                    file, label, f"mask on nested field {field!r}: masks apply to whole "
+                    f"top-level fields; mask {top!r} instead (its grade covers {field})"))
             if mask not in MASK_KINDS:
                 problems.append(
                     Problem(

@@ -1,14 +1,20 @@
 """Topic and header names: the one place every adapter takes them from.
 
 Header values are UTF-8 bytes (``encode_header``); numbers and timestamps
-(micros since the epoch, UTC) are written in decimal so the router can route on
-headers without decoding the Avro body.
+(micros since the epoch, UTC) are written in decimal.
+
+Each fact of an event has one home on a share topic: the Avro envelope (id,
+source, resource, op, key, region, sequences, timestamps, subscriber, writer
+schema). The router reads no header of a raw event, forwards none to a
+subscriber, and adds only ``H_SOURCE_PARTITION``, the one thing the body does not
+carry (the raw partition that a delivery sequence runs on). The other ``H_*``
+names below are the publisher's on raw topics; nothing on the bus reads them.
 
 API:
     raw_topic(resource_id) -> "raw.<resource>"
     share_topic(subscriber_id, resource_id) -> "share.<subscriber>.<resource>"
     parse_share_topic(topic) -> (subscriber_id, resource_id)
-    DLQ_TOPIC, AUDIT_TOPIC, POLICY_TOPIC, SCHEMAS_TOPIC
+    DLQ_TOPIC, QUARANTINE_TOPIC, AUDIT_TOPIC, POLICY_TOPIC, SCHEMAS_TOPIC
     H_* header names; encode_header(value) -> bytes; decode_header(raw) -> str
 """
 
@@ -18,6 +24,11 @@ RAW_PREFIX = "raw."
 SHARE_PREFIX = "share."
 
 DLQ_TOPIC = "syncbus.dlq"
+# every dead-lettered raw event as it was read (its body may hold personal data in
+# clear): only the admin principal may read it; ``syncbus dlq redrive`` replays it.
+# Compacted, keyed by origin ``<topic>/<partition>/<offset>``: a redriven event is
+# tombstoned, so a second redrive does not replay it again.
+QUARANTINE_TOPIC = "syncbus.quarantine"
 AUDIT_TOPIC = "syncbus.audit"
 POLICY_TOPIC = "syncbus.policy"
 SCHEMAS_TOPIC = "syncbus.schemas"
@@ -33,13 +44,15 @@ H_OCCURRED_AT = "syncbus-occurred-at"
 H_PUBLISHED_AT = "syncbus-published-at"
 H_FINGERPRINT = "syncbus-fingerprint"
 
-# added by the router to every delivery on a share topic; the delivery sequence
-# runs per (subscriber, resource, source partition), named by H_SOURCE_PARTITION
+# the one header of a delivery on a share topic: the delivery sequence (in the body)
+# runs per (subscriber, resource, source partition), and this names the partition
+H_SOURCE_PARTITION = "syncbus-source-partition"
+# no longer written by the router (each is in the body); subscribers of older
+# deliveries still read the last two when the body lacks them
 H_SUBSCRIBER = "syncbus-subscriber"
 H_GRANT = "syncbus-grant"
 H_DELIVERY_SEQUENCE = "syncbus-delivery-sequence"
 H_ROUTED_AT = "syncbus-routed-at"
-H_SOURCE_PARTITION = "syncbus-source-partition"
 
 # dead-letter headers: where the bad message came from and why it was refused
 H_DLQ_TOPIC = "syncbus-dlq-topic"
@@ -48,6 +61,8 @@ H_DLQ_OFFSET = "syncbus-dlq-offset"
 H_DLQ_ERROR_CLASS = "syncbus-dlq-error-class"
 H_DLQ_ERROR = "syncbus-dlq-error"
 H_DLQ_TIME = "syncbus-dlq-time"
+H_DLQ_EVENT_ID = "syncbus-dlq-event-id"  # a refused delivery's event
+H_DLQ_KEY = "syncbus-dlq-key"  # quarantine only: the raw record's key, for replay
 
 
 def raw_topic(resource_id: str) -> str:

@@ -28,20 +28,18 @@ API:
 from syncbus.core._buf cimport Buf, _put, _put_long, _reserve
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from cpython.dict cimport PyDict_GetItem, PyDict_SetItem
-from cpython.list cimport PyList_New, PyList_SET_ITEM
 from cpython.object cimport PyObject
-from cpython.ref cimport Py_INCREF
 from libc.stdint cimport int64_t, uint64_t
 from libc.stdio cimport snprintf
 from libc.stdlib cimport free, realloc
 from libc.string cimport memcmp, memcpy, memset
 
-from syncbus.core import topics as _t
 from syncbus.core.codec import HEADER_LEN as _HEADER_LEN
 from syncbus.core.codec import MAGIC as _MAGIC
 from syncbus.core.envelope import ENVELOPE as _ENVELOPE
 from syncbus.core.envelope import OPS as _OPS
 from syncbus.core.masking import DROP, MASK, PASS, TOKEN, TOKEN_LENGTH
+from syncbus.core.masking import ID_MASK_HEAD, ID_MASK_MIN_LENGTH, ID_MASK_TAIL
 from syncbus.core.regions import is_valid_region as _is_valid_region
 
 cdef extern from "Python.h":
@@ -110,6 +108,10 @@ cdef int64_t _FIRST_DAY = -719162  # 0001-01-01, datetime.date's first day, from
 cdef int64_t _LAST_DAY = 2932896  # 9999-12-31
 cdef int64_t _FIRST_MICROS = -62135596800000000  # datetime's range, as decoded
 cdef int64_t _LAST_MICROS = 253402300799999999
+
+cdef Py_ssize_t _ID_HEAD = ID_MASK_HEAD, _ID_TAIL = ID_MASK_TAIL, _ID_MIN = ID_MASK_MIN_LENGTH
+if _ID_MIN < _ID_HEAD + _ID_TAIL:
+    raise ImportError("the citizen-ID mask must hide at least one character")
 
 _KINDS = {"id_number": K_ID_NUMBER, "name": K_NAME, "phone": K_PHONE,
           "birth_date": K_BIRTH_DATE, "address": K_ADDRESS}
@@ -337,12 +339,12 @@ cdef Py_ssize_t _address_cut(const unsigned char* s, Py_ssize_t n):
 cdef int _mask_text(int kind, const unsigned char* s, Py_ssize_t n, Buf* out) except -1:
     """``masking.MASKS[kind]`` of a str, as UTF-8 into ``out``; ``_differs`` included."""
     cdef Py_ssize_t chars = _chars(s, n), mark = out.len, a, z
-    if kind == K_ID_NUMBER:
-        if chars < 12:
+    if kind == K_ID_NUMBER:  # masking.mask_id_number, with its constants
+        if chars < _ID_MIN:
             return _put_stars(out, chars if chars > 1 else 1)
-        a, z = _head(s, n, 6), _tail(s, n, 4)
+        a, z = _head(s, n, _ID_HEAD), _tail(s, n, _ID_TAIL)
         _put(out, s, a)
-        _put_stars(out, chars - 10)
+        _put_stars(out, chars - _ID_HEAD - _ID_TAIL)
         _put(out, s + z, n - z)
     elif kind == K_NAME:
         a = _head(s, n, 1)
@@ -365,21 +367,6 @@ cdef int _mask_text(int kind, const unsigned char* s, Py_ssize_t n, Buf* out) ex
         out.len = mark
         _put_stars(out, chars if chars > 1 else 1)
     return 0
-
-
-cdef inline Py_ssize_t _decimal(long long n, char* out) noexcept nogil:
-    """``str(n)`` of a delivery sequence (positive) into ``out``; its length."""
-    cdef char tmp[24]
-    cdef Py_ssize_t i = 0, j
-    if n <= 0:
-        return snprintf(out, 24, "%lld", n)
-    while n:
-        tmp[i] = <char>(48 + n % 10)
-        n //= 10
-        i += 1
-    for j in range(i):
-        out[j] = tmp[i - 1 - j]
-    return i
 
 
 cdef int _year(int64_t days) noexcept nogil:
@@ -454,7 +441,7 @@ cdef class _View:
 
 
 cdef class _Grant:
-    cdef object key, topic, headers, sequence_prefix, audit_tail, audit_key, suffix_head
+    cdef object key, topic, sequence_prefix, audit_tail, audit_key, suffix_head
     cdef _View view  # None: the raw bytes are forwarded
     cdef int key_token
     cdef sb_hmac_key secret
@@ -475,8 +462,7 @@ cdef class ByteRoute:
     cdef dict places  # citizen ID birth place -> verdict
     cdef object birth_place_ok
     cdef object batch
-    cdef tuple op_names, op_headers
-    cdef object H_REGION, H_SEQ
+    cdef tuple op_names
     cdef Buf scratch  # one event's masked records, per view
     cdef Buf text  # one masked value
     cdef long long event_no
@@ -687,8 +673,7 @@ cdef class ByteRoute:
         if not grants:
             return True
         return self._deliver(message, raw, <int>op, grants, eid_start, key_start, key_end,
-                             &key_slot, mid_end, region_v, region_n,
-                             has_before, before, has_after, after)
+                             &key_slot, mid_end, has_before, before, has_after, after)
 
     cdef int _scan_record(self, const unsigned char* d, Py_ssize_t* pos, Py_ssize_t end,
                           Slot* slots) noexcept:
@@ -733,8 +718,7 @@ cdef class ByteRoute:
 
     cdef object _deliver(self, object message, bytes raw, int op, tuple grants,
                          Py_ssize_t eid_start, Py_ssize_t key_start, Py_ssize_t key_end,
-                         Slot* key_slot, Py_ssize_t mid_end,
-                         Py_ssize_t region_v, Py_ssize_t region_n, int has_before,
+                         Slot* key_slot, Py_ssize_t mid_end, int has_before,
                          Slot* before, int has_after, Slot* after):
         cdef const unsigned char* d = <const unsigned char*>PyBytes_AS_STRING(raw)
         cdef Py_ssize_t raw_len = PyBytes_GET_SIZE(raw), size, p
@@ -742,15 +726,14 @@ cdef class ByteRoute:
         cdef _View view
         cdef char token[32]
         cdef unsigned char sequence_bytes[10]
-        cdef char digits[24]
-        cdef Py_ssize_t sequence_len, digits_len, key_enc_len, size_all
+        cdef Py_ssize_t sequence_len, key_enc_len, size_all
         cdef const unsigned char* key_enc
         cdef unsigned char token_enc[34]
         cdef long long sequence
         cdef uint64_t zz
         cdef bytes value, audit_value, suffix_head, audit_tail, suffix, audit_end
         cdef char* w
-        cdef int i, n_base, key_null = key_slot.is_null
+        cdef int key_null = key_slot.is_null
         cdef PyObject* found
         batch_out = self.batch.out
         # each distinct view's records, written once for this event
@@ -766,11 +749,7 @@ cdef class ByteRoute:
                 view.stamp = self.event_no
         batch = self.batch
         partition = message.partition
-        batch_headers = batch.headers_of(partition)
-        base = [h for h in (message.headers or ()) if h[0] not in _REWRITTEN]
-        n_base = len(base)
-        op_header = self.op_headers[op]
-        region_header = (self.H_REGION, raw[region_v:region_v + region_n])
+        headers = batch.headers_of(partition)  # the source partition: no raw header
         raw_key = None if key_null else raw[key_slot.vstart:key_slot.vend]
         sequences = batch.sequences
         suffix = batch.suffix
@@ -840,24 +819,6 @@ cdef class ByteRoute:
             memcpy(w + p, sequence_bytes, sequence_len)
             p += sequence_len
             memcpy(w + p, PyBytes_AS_STRING(suffix), PyBytes_GET_SIZE(suffix))
-            digits_len = _decimal(sequence, digits)
-            fixed = g.headers
-            headers = PyList_New(n_base + 3 + len(fixed) + len(batch_headers))
-            i = 0
-            for item in base:
-                _set(headers, i, item)
-                i += 1
-            _set(headers, i, op_header)
-            _set(headers, i + 1, region_header)
-            i += 2
-            for item in fixed:
-                _set(headers, i, item)
-                i += 1
-            _set(headers, i, (self.H_SEQ, PyBytes_FromStringAndSize(digits, digits_len)))
-            i += 1
-            for item in batch_headers:
-                _set(headers, i, item)
-                i += 1
             deliveries.append((g.topic, key, value, headers))
             audit_tail = g.audit_tail
             audit_value = PyBytes_FromStringAndSize(
@@ -883,14 +844,6 @@ cdef class ByteRoute:
         self.used = []
         self.batch = None
         self.decided = {}
-
-
-cdef inline void _set(list items, Py_ssize_t i, object item):
-    Py_INCREF(item)
-    PyList_SET_ITEM(items, i, item)
-
-
-_REWRITTEN = frozenset({_t.H_OP, _t.H_REGION, _t.H_OLD_REGION, _t.H_FINGERPRINT})
 
 
 class _Ineligible(Exception):
@@ -1015,7 +968,7 @@ def compile_byte_route(rr, table, names, birth_place_ok):
                 if not secret or type(secret) is not bytes:
                     return f"grant {key}: a key token without a secret in bytes"
                 _keyed(&g.secret, secret)
-            g.key, g.topic, g.headers = key, grant_route.topic, tuple(grant_route.headers)
+            g.key, g.topic = key, grant_route.topic
             g.sequence_prefix = grant_route.sequence_prefix
             g.audit_tail, g.audit_key = grant_route.audit_tail, grant_route.audit_key
             g.suffix_head = grant_route.suffix_head
@@ -1034,8 +987,6 @@ def compile_byte_route(rr, table, names, birth_place_ok):
     route.birth_place_ok = birth_place_ok
     route.batch = None
     route.op_names = tuple(_OPS)
-    route.op_headers = tuple((_t.H_OP, op.encode()) for op in _OPS)
-    route.H_REGION, route.H_SEQ = _t.H_REGION, _t.H_DELIVERY_SEQUENCE
     route.event_no = route.routed = 0
     route.used = []
     return route

@@ -255,7 +255,7 @@ def build_app(config: RouterConfig, registry: CollectorRegistry | None = None) -
     table = app.Table(
         "delivery-sequence", default=int, key_type=str, value_type=int, partitions=partitions
     )
-    sink = BatchSink(config.connection, config.names.schemas)
+    sink = BatchSink(config.connection, config.names.schemas, config.names.dlq)
     handler = BatchHandler(engine, sink, table, metrics, config.pipeline_depth)
     source = app.topic(*raw_topics, key_serializer="raw", value_serializer="raw")
 

@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from syncbus.admin.names import TopicNames
-from syncbus.core import topics as t
 from syncbus.core.codec import Codec
 from syncbus.core.masking import TOKEN, Masker, MaskPlan
 from syncbus.core.model import Bus, Grant, Resource
@@ -40,7 +39,6 @@ class GrantRoute:
     audit_tail: bytes  # the audit JSON after the event id, up to the routed_at value
     passthrough: bool  # the view is the source schema: raw bytes may be forwarded
     suffix_head: bytes  # views.subscriber_suffix of the subscriber
-    headers: tuple[tuple[str, bytes], ...]  # the delivery headers fixed per grant
     sequence_prefix: str  # "<subscriber>/<resource>/": + source partition = sequence key
     audit_key: bytes  # the subscriber, key of its audit records
 
@@ -132,11 +130,6 @@ class CompiledPolicy:
             _audit_tail(grant, view),
             view.plan.is_identity,
             subscriber_suffix(grant.subscriber),
-            (
-                (t.H_SUBSCRIBER, grant.subscriber.encode()),
-                (t.H_GRANT, grant.key.encode()),
-                (t.H_FINGERPRINT, view.fingerprint.hex().encode()),  # the view's writer schema
-            ),
             f"{grant.subscriber}/{resource.id}/",
             grant.subscriber.encode(),
         )

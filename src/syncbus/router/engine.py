@@ -2,21 +2,28 @@
 
 Each event is decoded once (to the resource's latest schema), validated once and
 routed once; each distinct view is masked and encoded once per event, and each
-delivery only appends its router fields (``views.router_suffix``). Whatever
-cannot be decoded, validated or routed becomes a dead letter naming the source
-topic, partition, offset and the reason; a decodable record is dead-lettered
-masked. The Faust adapter and the benchmark's plain confluent-kafka loop both
-run this same engine, so they compare frameworks, not work.
+delivery only appends its router fields (``views.router_suffix``). A delivery
+carries one header, the source partition (``core.topics``): no header of the raw
+event reaches a subscriber. Whatever cannot be decoded, validated or routed becomes
+a dead letter in ``syncbus.dlq`` naming the source topic, partition, offset and the
+reason, with the record masked when it decodes and no body when it does not; the
+raw event goes to ``syncbus.quarantine``, which only the admin reads, for
+``syncbus dlq redrive``. The Faust adapter and the benchmark's plain confluent-kafka
+loop both run this same engine, so they compare frameworks, not work.
 
 Most events never reach the Python code below: where ``_bytepath`` (C) vouches for
 an event, it routes it from its bytes and produces exactly what this code would
 (tests compare both byte for byte); every event it does not vouch for, and every
 bad one, takes the Python path, which stays the reference.
 
-Dead letters are for bad input, not for a bad router: when ``max_consecutive_dead``
-events in a row fail (a broken deploy, schemas never applied, a masking bug), the
-engine raises ``DeadLetterLimit`` instead of dead-lettering the whole stream, and
-the adapter stops before acking the batch, so nothing of it is lost.
+Dead letters are for bad input, not for a bad router. Input alone never stops the
+engine: an event that fails to decode or to pass the checks is the input's fault,
+whatever arrives (a flood of junk, writers whose schema is not applied yet: they
+wait in quarantine). An event that passed them and still fails is the router's
+(a masking or encoding bug); when ``max_consecutive_dead`` such events come in a
+row, with no valid event routed between them, the engine raises
+``DeadLetterLimit`` and the adapter stops before acking the batch, so nothing of
+it is lost.
 """
 
 from __future__ import annotations
@@ -36,13 +43,7 @@ from syncbus.core.codec import HEADER_LEN, Codec
 from syncbus.core.masking import TOKEN_LENGTH
 from syncbus.core.problems import ValidationError
 from syncbus.core.regions import is_valid_region
-from syncbus.core.topics import (
-    H_DELIVERY_SEQUENCE,
-    H_DLQ_ERROR_CLASS,
-    H_DLQ_TIME,
-    H_ROUTED_AT,
-    H_SOURCE_PARTITION,
-)
+from syncbus.core.topics import H_DLQ_ERROR_CLASS, H_DLQ_KEY, H_DLQ_TIME, H_SOURCE_PARTITION
 from syncbus.core.validation import vouched_birth_place
 from syncbus.core.views import NULL_ROUTER_TAIL, avro_long, routed_at_suffix
 from syncbus.router import DEFAULT_MAX_CONSECUTIVE_DEAD
@@ -60,9 +61,6 @@ __all__ = [
     "RoutingEngine",
     "tune_gc",
 ]
-# per delivery: its op and regions (backflow rewrites them), and its writer schema (a
-# masked view's, not the raw event's: ``GrantRoute.headers`` carries the view's)
-_REWRITTEN = frozenset({t.H_OP, t.H_REGION, t.H_OLD_REGION, t.H_FINGERPRINT})
 _TOKEN_PREFIX = b"\x02" + bytes((TOKEN_LENGTH << 1,))  # key union branch 1, then its length
 _GOT = re.compile(r"\s*\(got [^)]*\)")
 
@@ -73,7 +71,7 @@ except ImportError:  # no C compiler where this was installed: every event takes
     _bytepath = None
 
 Headers = list[tuple[str, bytes]]
-OutMessage = tuple[str, bytes | None, bytes, Headers]
+OutMessage = tuple[str, bytes | None, bytes | None, Headers]  # topic, key, value, headers
 
 
 class RawRecord(Protocol):
@@ -109,6 +107,7 @@ class BatchOutput:
     deliveries: list[OutMessage] = field(default_factory=list)
     audit: list[OutMessage] = field(default_factory=list)
     dead: list[OutMessage] = field(default_factory=list)
+    quarantine: list[OutMessage] = field(default_factory=list)
     sequences: dict[str, tuple[int, int]] = field(default_factory=dict)
     delivered: Counter[str] = field(default_factory=Counter)
     dead_by_error: Counter[str] = field(default_factory=Counter)
@@ -127,16 +126,16 @@ class _Batch:
         routed_at = int(now.timestamp() * 1_000_000)
         self.suffix = routed_at_suffix(routed_at)
         self.audit_end = f"{routed_at}}}".encode()
-        self._routed_at_header = (H_ROUTED_AT, str(routed_at).encode())
-        self._headers: dict[int, tuple[tuple[str, bytes], ...]] = {}
+        self._headers: dict[int, Headers] = {}
         self.sequences: dict[str, int] = {}
         self._partitions: dict[str, int] = {}
 
-    def headers_of(self, partition: int) -> tuple[tuple[str, bytes], ...]:
-        """The headers every delivery from ``partition`` carries; the source partition last."""
+    def headers_of(self, partition: int) -> Headers:
+        """The headers of every delivery from ``partition``, one list shared by them (no
+        one changes it): the source partition, the only fact the body does not carry."""
         found = self._headers.get(partition)
         if found is None:
-            found = (self._routed_at_header, (H_SOURCE_PARTITION, str(partition).encode()))
+            found = [(H_SOURCE_PARTITION, str(partition).encode())]
             self._headers[partition] = found
         return found
 
@@ -153,7 +152,7 @@ class RefusedEvent(ValueError):
 
 
 class DeadLetterLimit(RuntimeError):
-    """Too many events in a row failed: the router, not the input, is likely broken."""
+    """Too many valid events in a row failed: the router, not the input, is broken."""
 
 
 class RoutingEngine:
@@ -171,7 +170,7 @@ class RoutingEngine:
         self.names = names
         self.policy = policy
         self.max_consecutive_dead = max_consecutive_dead
-        self.consecutive_dead = 0  # across batches: a broken router fails every batch
+        self.consecutive_dead = 0  # valid events failed in a row, across batches
         self._pending_schemas = [schema_record(v) for v in policy.new_views]
         self._resources: dict[str, str] = {}
         self._regions: dict[str, bool] = {}
@@ -197,23 +196,27 @@ class RoutingEngine:
             rr: ResourceRoute | None = None
             record: dict[str, Any] | None = None
             fast = None
+            valid = False  # it passed decoding and the checks: a failure is the router's
             try:
                 fast = byte_routes.get(message.topic, _UNSET)
                 if fast is _UNSET:
                     fast = self._byte_route(message.topic)
+                valid = fast is not None  # the byte path raises only once it vouched
                 if fast is None or not fast.route(message, work):
+                    valid = False
                     rr = self.policy.resource(self._resource_of(message.topic))
                     record, writer_fp = self.codec.decode(message.value or b"", rr.reader_fp)
                     self._check(rr, record)
+                    valid = True
                     self._deliver(message, writer_fp, rr, record, work)
             except Exception as exc:  # every failure of one event is that event's dead letter
-                if record is None and fast is not None and fast is not _UNSET:
+                if record is None and valid:
                     rr, record = self._decoded(message)  # the byte path failed: mask it too
-                out.dead.append(self._dead_letter(message, rr, record, exc, now))
-                out.dead_by_error[type(exc).__name__] += 1
-                self.consecutive_dead += 1
-                if self.consecutive_dead >= self.max_consecutive_dead:
-                    raise self._limit_reached(message, exc) from exc
+                self._dead(message, rr, record, exc, now, out)
+                if valid:
+                    self.consecutive_dead += 1
+                    if self.consecutive_dead >= self.max_consecutive_dead:
+                        raise self._limit_reached(message, exc) from exc
             else:
                 self.consecutive_dead = 0
         for fast in byte_routes.values():
@@ -229,11 +232,12 @@ class RoutingEngine:
 
     def _limit_reached(self, message: RawRecord, exc: Exception) -> DeadLetterLimit:
         return DeadLetterLimit(
-            f"{self.consecutive_dead} events in a row could not be routed, the last at "
-            f"{message.topic}[{message.partition}]@{message.offset}: {type(exc).__name__}: "
-            f"{_reason(exc)}. Stopping before this batch is acked, so nothing is lost. "
-            f"If the router is at fault (schemas or policy not applied, a bad deploy), fix "
-            f"it and restart; if the input really is this bad, raise --max-consecutive-dead."
+            f"{self.consecutive_dead} valid events in a row could not be routed, the last "
+            f"at {message.topic}[{message.partition}]@{message.offset}: "
+            f"{type(exc).__name__}: {_reason(exc)}. They decoded and passed every check, so "
+            f"the router is at fault (a bad deploy, a masking or encoding bug), not the "
+            f"input. Stopping before this batch is acked, so nothing is lost: fix the "
+            f"router and restart (--max-consecutive-dead sets how many in a row stop it)."
         )
 
     def _decoded(self, message: RawRecord) -> tuple[ResourceRoute | None, dict[str, Any] | None]:
@@ -316,41 +320,36 @@ class RoutingEngine:
         record: dict[str, Any],
         batch: _Batch,
     ) -> None:
-        op, region, before = record["op"], record["region"], record["before"]
+        op, before = record["op"], record["before"]
         old_region = before[rr.resource.region_field] if op == "UPDATE" and before else None
-        deliveries = self.policy.table.route(rr.resource.id, op, region, old_region, batch.now)
+        deliveries = self.policy.table.route(
+            rr.resource.id, op, record["region"], old_region, batch.now
+        )
         if not deliveries:
             return
         raw = message.value or b""
         event_id = _event_id(raw, record)
-        base: Headers | None = None
-        encoded: dict[tuple[tuple[bytes, str, int], str], tuple[bytes | None, bytes, Headers]] = {}
-        views: list[tuple[GrantRoute, tuple[bytes | None, bytes, Headers]]] = []
+        encoded: dict[tuple[tuple[bytes, str, int], str], tuple[bytes | None, bytes]] = {}
+        views: list[tuple[GrantRoute, tuple[bytes | None, bytes]]] = []
         for delivery in deliveries:  # may raise: then nothing of this event is delivered
             route = rr.grants[delivery.key]
             cache_key = (route.encode_id, delivery.op)
             hit = encoded.get(cache_key)
             if hit is not None and route.encode_id[1] == "key" and delivery.op != "HEARTBEAT":
-                hit = _with_key(hit, route.masker.key(record["key"]), event_id)
+                hit = _with_key(hit, route.masker.key(record["key"]))
             if hit is None:
-                key, body, delivered_region = self._encode(
+                hit = encoded[cache_key] = self._encode(
                     route, record, delivery.op, old_region, writer_fp, raw, event_id
                 )
-                if base is None:
-                    base = [h for h in (message.headers or ()) if h[0] not in _REWRITTEN]
-                view_headers = [(t.H_OP, delivery.op.encode()), (t.H_REGION, delivered_region)]
-                if delivery.op == "UPDATE" and old_region and old_region != region:
-                    view_headers.append((t.H_OLD_REGION, old_region.encode()))
-                hit = encoded[cache_key] = (key, body, base + view_headers)
             views.append((route, hit))
         partition = message.partition
-        batch_headers = batch.headers_of(partition)
-        seq_suffix = batch_headers[-1][1].decode()
+        headers = batch.headers_of(partition)
+        seq_suffix = headers[0][1].decode()
         sequences, sent, audit = batch.sequences, batch.out.deliveries, batch.out.audit
         audit_topic, audit_head = self.names.audit, b'{"event_id": "' + event_id.encode()
         routed_at_suffix, audit_end = batch.suffix, batch.audit_end
         join = b"".join
-        for route, (key, body, headers) in views:
+        for route, (key, body) in views:
             seq_key = route.sequence_prefix + seq_suffix
             sequence = sequences.get(seq_key)
             if sequence is None:
@@ -358,9 +357,7 @@ class RoutingEngine:
             sequence += 1
             sequences[seq_key] = sequence
             value = join((body, route.suffix_head, avro_long(sequence), routed_at_suffix))
-            sequence_header = (H_DELIVERY_SEQUENCE, str(sequence).encode())
-            out_headers = [*headers, *route.headers, sequence_header, *batch_headers]
-            sent.append((route.topic, key, value, out_headers))
+            sent.append((route.topic, key, value, headers))
             audit_json = join((audit_head, route.audit_tail, audit_end))
             audit.append((audit_topic, route.audit_key, audit_json, []))
         delivered = batch.out.delivered
@@ -376,13 +373,12 @@ class RoutingEngine:
         writer_fp: bytes | None = None,
         raw: bytes = b"",
         event_id: str | None = None,
-    ) -> tuple[bytes | None, bytes, bytes]:
+    ) -> tuple[bytes | None, bytes]:
         """Mask and encode one event for one view, without its null router fields.
 
-        Returns the delivered key, the value up to the router fields and the
-        delivered region (header bytes). A view that is the source schema, for an
-        event written with that schema and delivered as published, forwards the
-        raw bytes: no masking, no encoding.
+        Returns the delivered key and the value up to the router fields. A view
+        that is the source schema, for an event written with that schema and
+        delivered as published, forwards the raw bytes: no masking, no encoding.
         """
         if (
             route.passthrough
@@ -392,7 +388,7 @@ class RoutingEngine:
         ):
             key = record["key"]
             key_bytes = key.encode() if key is not None else None
-            return key_bytes, raw[: -len(NULL_ROUTER_TAIL)], (record["region"] or "").encode()
+            return key_bytes, raw[: -len(NULL_ROUTER_TAIL)]
         masker = route.masker
         event = dict(record)
         event["op"] = op
@@ -416,24 +412,30 @@ class RoutingEngine:
         if not body.endswith(NULL_ROUTER_TAIL):
             raise AssertionError("encoded view does not end with the null router fields")
         key_bytes = key.encode() if key is not None else None
-        return key_bytes, body[: -len(NULL_ROUTER_TAIL)], (event["region"] or "").encode()
+        return key_bytes, body[: -len(NULL_ROUTER_TAIL)]
 
-    def _dead_letter(
+    def _dead(
         self,
         message: RawRecord,
         rr: ResourceRoute | None,
         record: dict[str, Any] | None,
         exc: Exception,
         now: datetime,
-    ) -> OutMessage:
-        value = message.value or b""
+        out: BatchOutput,
+    ) -> None:
+        """The event's dead letter in ``syncbus.dlq``, which operators read: its origin and
+        reason, and its record masked as for an L1 subscriber when it decodes, else no
+        body (a truncated or unknown body may hold anything in clear). The raw event,
+        key and body as read, goes to ``syncbus.quarantine``, which only the admin
+        reads, keyed by its origin so a redrive can tombstone it."""
+        value = None
         if rr is not None and record is not None:
             try:
                 value = self._encode(rr.dead_letter, record, record["op"], None)[1] + b"\x00" * 3
             except Exception:  # unmaskable: keep nothing of the body rather than leak it
-                value = b""
-        headers = [
-            *(message.headers or ()),
+                value = None
+        origin = f"{message.topic}/{message.partition}/{message.offset}"
+        metadata = [
             (t.H_DLQ_TOPIC, message.topic.encode()),
             (t.H_DLQ_PARTITION, str(message.partition).encode()),
             (t.H_DLQ_OFFSET, str(message.offset).encode()),
@@ -441,7 +443,10 @@ class RoutingEngine:
             (t.H_DLQ_ERROR, _reason(exc).encode()),
             (H_DLQ_TIME, str(int(now.timestamp() * 1_000_000)).encode()),
         ]
-        return (self.names.dlq, None, value, headers)
+        out.dead.append((self.names.dlq, None, value, metadata))
+        kept = metadata if message.key is None else [*metadata, (H_DLQ_KEY, message.key)]
+        out.quarantine.append((self.names.quarantine, origin.encode(), message.value or b"", kept))
+        out.dead_by_error[type(exc).__name__] += 1
 
 
 def _event_id(raw: bytes, record: dict[str, Any]) -> str:
@@ -459,15 +464,15 @@ _UNSET = object()  # zig-zag varint of 36
 
 
 def _with_key(
-    hit: tuple[bytes | None, bytes, Headers], key: str | None, event_id: str
-) -> tuple[bytes | None, bytes, Headers] | None:
+    hit: tuple[bytes | None, bytes], key: str | None
+) -> tuple[bytes | None, bytes] | None:
     """Another subscriber's key token in an encoded view, or None to encode it afresh.
 
     The envelope starts event_id, source, resource, op, key; a token is always
     ``TOKEN_LENGTH`` ASCII characters, so it sits at an offset known from the
     first fields' lengths, and the bytes there are checked to be the old token.
     """
-    old, body, headers = hit
+    old, body = hit
     if old is None or key is None or len(key) != TOKEN_LENGTH or len(old) != TOKEN_LENGTH:
         return None
     start = HEADER_LEN
@@ -480,7 +485,7 @@ def _with_key(
     if body[start - 2 : start] != _TOKEN_PREFIX or body[start : start + TOKEN_LENGTH] != old:
         return None
     new = key.encode()
-    return new, b"".join((body[:start], new, body[start + TOKEN_LENGTH :])), headers
+    return new, b"".join((body[:start], new, body[start + TOKEN_LENGTH :]))
 
 
 def tune_gc() -> None:

@@ -10,11 +10,18 @@ four records per event, a fifth of its time. When the router writes the next bat
 before the broker has confirmed this one (pipelining), both are confirmed when
 both are written, so a later batch's acknowledgements never stand in for an
 earlier one's. Batches go through the one producer in the order written, so
-per-partition order holds across batches. A record the broker refused (or
-librdkafka refused to queue, e.g. for a topic that does not exist) is produced
-again after a pause, with its headers, behind whatever the batch wrote after it,
-until the broker takes it; only when the producer reports a fatal error does the
-process stop, before any offset of the batch is committed.
+per-partition order holds across batches.
+
+A record the broker refused for a passing reason (a leader moving, a timeout) is
+produced again after a pause, with its headers, behind whatever the batch wrote
+after it, until the broker takes it. A record it refuses for good (too large, not
+authorized, a topic that still does not exist after librdkafka's metadata wait;
+``PERMANENT``), whether in a delivery report or synchronously from ``produce``,
+is replaced by a dead letter naming its topic, event and the refusal, without its
+body, and the batch goes on. Only what cannot even be dead-lettered (the dead
+letter topic itself refuses), a fatal producer error or a failing schema write
+stops the process, before any offset of the batch is committed: that is a broken
+router, not bad input.
 """
 
 from __future__ import annotations
@@ -28,6 +35,8 @@ from typing import Any, cast
 from confluent_kafka import KafkaError, KafkaException, Producer
 
 from syncbus.connection import Connection
+from syncbus.core import topics as t
+from syncbus.core.codec import HEADER_LEN
 from syncbus.router.engine import BatchOutput, OutMessage
 
 log = logging.getLogger("syncbus.router")
@@ -42,7 +51,26 @@ PRODUCER_DEFAULTS = {
     "queue.buffering.max.kbytes": 1048576,
     "compression.type": "lz4",
     "delivery.report.only.error": True,
+    # above the broker's per-topic limit (1 MiB by default), so an oversized record is
+    # refused by the broker for its topic, and a raw event that fitted its raw topic
+    # fits ``syncbus.quarantine`` (``apply`` gives it this limit)
+    "message.max.bytes": 4 * 1024 * 1024 + 4096,
 }
+# refusals that no retry changes; a missing topic is one once librdkafka waited
+# ``topic.metadata.propagation.max.ms`` for it to appear
+PERMANENT = frozenset({
+    KafkaError.MSG_SIZE_TOO_LARGE,
+    KafkaError.RECORD_LIST_TOO_LARGE,
+    KafkaError.INVALID_RECORD,
+    KafkaError.TOPIC_EXCEPTION,
+    KafkaError.TOPIC_AUTHORIZATION_FAILED,
+    KafkaError.UNKNOWN_TOPIC_OR_PART,
+    KafkaError._UNKNOWN_TOPIC,
+    KafkaError._UNKNOWN_PARTITION,
+})
+
+
+_Content = tuple[str, bytes | None, bytes | None]  # topic, key, value: what a report names
 
 
 class Delivery:
@@ -53,28 +81,53 @@ class Delivery:
     sent again with its headers.
     """
 
-    __slots__ = ("_by_content", "_output", "_retry_at", "_sink", "done", "refused")
+    __slots__ = ("_by_content", "_output", "_retry_at", "_sent_alone", "_sink", "alone", "done",
+                 "refused", "replaced")
 
     def __init__(self, sink: BatchSink, output: BatchOutput) -> None:
         self._sink, self._output = sink, output
-        self._by_content: dict[tuple[str, bytes | None, bytes], list[OutMessage]] | None = None
+        self._by_content: dict[_Content, list[OutMessage]] | None = None
         self._retry_at = 0.0
-        self.refused: list[OutMessage] = []
+        self.refused: list[OutMessage] = []  # refused for now: sent again after a pause
+        self.replaced: list[OutMessage] = []  # dead letters of records refused for good
+        self.alone: list[OutMessage] = []  # in a batch refused as too large: try each alone
+        self._sent_alone: set[int] = set()  # ids of the records that were
         self.done = False  # confirmed: every record acknowledged by the broker
 
-    def take(self, topic: str, key: bytes | None, value: bytes) -> OutMessage | None:
+    def take(self, topic: str, key: bytes | None, value: bytes | None) -> OutMessage | None:
         """The record of this batch written as (topic, key, value), or None."""
         if self._by_content is None:  # built on the first refusal only
             self._by_content = defaultdict(list)
             output = self._output
-            for message in (*output.deliveries, *output.audit, *output.dead):
+            for message in (*output.deliveries, *output.audit, *output.dead, *output.quarantine):
                 self._by_content[message[0], message[1], message[2]].append(message)
         same = self._by_content.get((topic, key, value))
         return same.pop() if same else None
 
-    def refuse(self, message: OutMessage, error: KafkaError) -> None:
-        self.refused.append(message)
-        self._refusal(error)
+    def refuse(self, message: OutMessage, error: KafkaError, alone: bool = False) -> None:
+        """Decide what becomes of a refused record: sent again later, sent again alone,
+        or replaced by its dead letter. ``alone``: the refusal was about this record
+        only (``produce`` refused it, or it was the only record of its request)."""
+        if error.code() not in PERMANENT:
+            self.refused.append(message)
+            self._refusal(error)
+            return
+        alone = alone or id(message) in self._sent_alone
+        if error.code() == KafkaError.MSG_SIZE_TOO_LARGE and not alone:
+            # the broker refuses a whole batch for one record above the limit: each of
+            # its records is tried again alone, and only one refused alone is too large
+            self.alone.append(message)
+            return
+        letter = refused_letter(message, error, self._sink.dlq_topic)
+        if letter is None:  # the dead letter topic refuses even bodiless records
+            raise RuntimeError(
+                f"the broker refused a dead letter for good ({error.name()}: {error.str()}); "
+                f"the router cannot dead-letter and stops: check {message[0]} exists and "
+                f"the router may write it"
+            )
+        log.warning("the broker refused a record to %s for good (%s: %s); it is "
+                    "dead-lettered without its body", message[0], error.name(), error.str())
+        self.replaced.append(letter)
 
     def _refusal(self, error: KafkaError) -> None:
         if time.monotonic() >= self._retry_at:  # one line per round of retries
@@ -84,22 +137,41 @@ class Delivery:
         self._retry_at = time.monotonic() + RETRY_BACKOFF
 
     def _settled(self) -> bool:
-        """True once every record is acknowledged; refused ones are sent again first,
-        after ``RETRY_BACKOFF``, and again and again until the broker takes them."""
+        """True once every record is acknowledged; dead letters of records refused for
+        good are sent first, refused ones again after ``RETRY_BACKOFF``, and again and
+        again until the broker takes them."""
+        while self.alone:  # rare (oversized input): the loop waits for each round trip
+            message = self.alone.pop(0)
+            self._sink.producer.flush(60)  # nothing else in flight: it travels alone
+            self._sent_alone.add(id(message))
+            if self._send(message):
+                self._sink.producer.flush(60)  # a refusal now replaces it (``refuse``)
+        while self.replaced:
+            letters, self.replaced = self.replaced, []
+            for message in letters:
+                self._send(message)
         if self.refused and time.monotonic() >= self._retry_at:
-            assert self._by_content is not None  # built by the first refusal
             retry, self.refused = self.refused, []
             for i, message in enumerate(retry):
-                try:
-                    self._sink.produce(message)
-                except KafkaException as exc:  # refused before queuing, e.g. unknown topic
-                    if exc.args[0].fatal():
-                        raise
-                    self.refused[:0] = retry[i:]
-                    self._refusal(exc.args[0])
+                if not self._send(message):  # it is in ``refused`` again, or replaced
+                    self.refused += retry[i + 1 :]  # in their order, behind it
                     break
-                self._by_content[message[0], message[1], message[2]].append(message)
-        return not self.refused and self._sink.idle()
+        return not (self.refused or self.replaced or self.alone) and self._sink.idle()
+
+    def _send(self, message: OutMessage) -> bool:
+        """Produce a record again; False when it was refused before queuing (then it is
+        in ``refused`` or replaced by its dead letter, as ``refuse`` decides)."""
+        self.take(message[0], message[1], message[2])  # builds the index on first use
+        assert self._by_content is not None
+        try:
+            self._sink.produce(message)
+        except KafkaException as exc:  # refused before queuing, e.g. unknown topic
+            if exc.args[0].fatal():
+                raise
+            self.refuse(message, exc.args[0], alone=True)
+            return False
+        self._by_content[message[0], message[1], message[2]].append(message)
+        return True
 
     async def confirmed(self, poll_interval: float = 0.004) -> None:
         """Wait, without blocking the event loop, until the broker acknowledged it all.
@@ -132,10 +204,14 @@ class Delivery:
 
 
 class BatchSink:
-    def __init__(self, connection: Connection, schemas_topic: str, **overrides: Any) -> None:
+    def __init__(
+        self, connection: Connection, schemas_topic: str, dlq_topic: str = t.DLQ_TOPIC,
+        **overrides: Any,
+    ) -> None:
         config = {**PRODUCER_DEFAULTS, **overrides, "on_delivery": self._report}
         self.producer = Producer(connection.confluent(**config))
         self._schemas_topic = schemas_topic
+        self.dlq_topic = dlq_topic
         self._unconfirmed: deque[Delivery] = deque()  # written, oldest first
 
     def _report(self, error: KafkaError | None, msg: Any) -> None:
@@ -183,10 +259,70 @@ class BatchSink:
         delivery = Delivery(self, output)
         self._unconfirmed.append(delivery)  # before producing: a report may come meanwhile
         produce = self.producer.produce
-        for group in (output.deliveries, output.audit, output.dead):
+        for group in (output.deliveries, output.audit, output.dead, output.quarantine):
             for topic, key, value, headers in group:
                 try:
                     produce(topic, value, key, headers=cast(Any, headers))
                 except BufferError:  # local queue full: the slow path waits for room
-                    self.produce((topic, key, value, headers))
+                    self._produce_refusable(delivery, (topic, key, value, headers))
+                except KafkaException as exc:  # refused before queuing (size, topic)
+                    if exc.args[0].fatal():
+                        raise
+                    delivery.refuse((topic, key, value, headers), exc.args[0], alone=True)
         return delivery
+
+    def _produce_refusable(self, delivery: Delivery, message: OutMessage) -> None:
+        try:
+            self.produce(message)
+        except KafkaException as exc:
+            if exc.args[0].fatal():
+                raise
+            delivery.refuse(message, exc.args[0], alone=True)
+
+
+def refused_letter(message: OutMessage, error: KafkaError, dlq_topic: str) -> OutMessage | None:
+    """The dead letter of a record the broker refused for good: its topic, its event
+    (when the record is a delivery or an audit record) and the refusal, with no body;
+    None when the record is already a bodiless dead letter, which nothing replaces.
+
+    A refused dead letter keeps its own metadata; a refused quarantine record keeps
+    its metadata but not the raw key it carried (only the quarantine may hold that).
+    """
+    topic, _key, value, headers = message
+    reason = f"refused by the broker for good, body left out: {error.name()}: {error.str()}"
+    if topic == dlq_topic and value is None:
+        return None
+    kept = [h for h in headers if h[0].startswith(_DLQ_PREFIX) and h[0] != t.H_DLQ_KEY]
+    if kept:  # a dead letter or its quarantine record: the event's origin is known
+        letter = [h for h in kept if h[0] != t.H_DLQ_ERROR]
+        before = dict(kept).get(t.H_DLQ_ERROR, b"").decode(errors="replace")
+        letter.append((t.H_DLQ_ERROR, f"{before}; {reason} ({topic})".encode()[:2000]))
+        return (dlq_topic, None, None, letter)
+    letter = [
+        (t.H_DLQ_TOPIC, topic.encode()),
+        (t.H_DLQ_ERROR_CLASS, error.name().encode()),
+        (t.H_DLQ_ERROR, reason.encode()[:2000]),
+        (t.H_DLQ_TIME, str(int(time.time() * 1_000_000)).encode()),
+    ]
+    event_id = _event_id_of(value)
+    if event_id is not None:
+        letter.append((t.H_DLQ_EVENT_ID, event_id))
+    return (dlq_topic, None, None, letter)
+
+
+_DLQ_PREFIX = "syncbus-dlq-"
+_AUDIT_HEAD = b'{"event_id": "'
+
+
+def _event_id_of(value: bytes | None) -> bytes | None:
+    """The event id of a delivery (the envelope's first field, 36 characters after its
+    length byte) or of an audit record (its JSON's first value); None otherwise."""
+    if not value:
+        return None
+    if value.startswith(_AUDIT_HEAD):
+        found = value[len(_AUDIT_HEAD) : len(_AUDIT_HEAD) + 36]
+    elif value[HEADER_LEN : HEADER_LEN + 1] == b"\x48":  # zig-zag 36
+        found = value[HEADER_LEN + 1 : HEADER_LEN + 37]
+    else:
+        return None
+    return found if len(found) == 36 and found.isascii() else None

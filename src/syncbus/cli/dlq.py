@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import click
 
+from syncbus.cli.options import login_options
+
 
 @click.group(name="dlq")
 def dlq() -> None:
@@ -11,6 +13,7 @@ def dlq() -> None:
 
 
 @dlq.command(name="redrive")
+@login_options
 @click.option("--bootstrap", default=None, help="Kafka bootstrap servers (default: local broker).")
 @click.option("--topic-prefix", default="", help="Prefix of every topic (benchmarks, tests).")
 @click.option("--timeout", type=click.FloatRange(1, 600), default=30.0, show_default=True,

@@ -31,8 +31,6 @@ from syncbus.core.model import Bus
 
 ADMIN = "syncbus-admin"
 ROUTER = "syncbus-router"
-# undecodable raw events kept for replay (the router hardening names it in core.topics)
-QUARANTINE_TOPIC = "syncbus.quarantine"
 
 ResourceType = Literal["topic", "group", "transactional_id"]
 Pattern = Literal["literal", "prefixed"]
@@ -98,7 +96,7 @@ def _subscriber(bus: Bus, subscriber: str, prefix: str, now: datetime | None) ->
 def _router(prefix: str) -> set[AclBinding]:
     rights = _topic(ROUTER, prefix + topics.RAW_PREFIX, "read", "describe", pattern="prefixed")
     rights |= _topic(ROUTER, prefix + topics.SHARE_PREFIX, "write", "describe", pattern="prefixed")
-    for side in (topics.DLQ_TOPIC, topics.AUDIT_TOPIC, QUARANTINE_TOPIC):
+    for side in (topics.DLQ_TOPIC, topics.AUDIT_TOPIC, topics.QUARANTINE_TOPIC):
         rights |= _topic(ROUTER, prefix + side, "write", "describe")
     rights |= _topic(ROUTER, prefix + topics.POLICY_TOPIC, "read", "describe")
     rights |= _topic(ROUTER, prefix + topics.SCHEMAS_TOPIC, "read", "write", "describe")

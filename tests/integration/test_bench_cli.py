@@ -34,7 +34,8 @@ def _bench_topics(kafka: LocalKafka) -> list[str]:
 
 def test_bench_router_with_its_floors_reports_every_figure(kafka: LocalKafka) -> None:
     done, result = _bench("router", "--events", "600", "--batch", "200", "--runs", "1",
-                          "--floor", "--workers", "2", "--json", "--bootstrap", kafka.bootstrap)
+                          "--floor", "--workers", "2", "--junk", "100", "--json",
+                          "--bootstrap", kafka.bootstrap)
     assert result is not None, done.stderr[-3000:]
     assert result["benchmark"] == "router" and result["events"] == 600
     assert result["deliveries_per_run"] > 600  # residents fan out to city and province
@@ -42,6 +43,7 @@ def test_bench_router_with_its_floors_reports_every_figure(kafka: LocalKafka) ->
                    "faust_take_events_eps", "faust_batches_eps", "faust_io_eps", "engine_eps"):
         assert result[figure] > 0, figure
     assert set(result["workers_eps"]) == {"1", "2"} and result["workers_eps"]["2"] > 0
+    assert result["junk"] == 100 and result["junk_eps"] > 0
     assert _bench_topics(kafka) == []
 
 

@@ -114,6 +114,30 @@ def _events(bus: Bus, resource: str, n: int) -> tuple[list[tuple[bytes, bytes, A
     return [pool[i % len(pool)] for i in range(n)], sum(fanout[i % len(pool)] for i in range(n))
 
 
+def _with_junk(events: list[Any], junk: int) -> list[Any]:
+    """``events`` with ``junk`` hostile messages spread evenly among them: truncated
+    bodies, unknown writer fingerprints, bytes that are not Avro, and junk headers."""
+    if junk <= 0:
+        return list(events)
+    out: list[Any] = []
+    step = max(1, len(events) // junk)
+    made = 0
+    for i, (key, value, headers) in enumerate(events):
+        out.append((key, value, headers))
+        if made < junk and i % step == 0:
+            kind = made % 4
+            bad = (value[: len(value) // 2] if kind == 0
+                   else value[:2] + b"\xee" * 8 + value[10:] if kind == 1
+                   else b'{"not": "avro"}' if kind == 2
+                   else value[:-3])
+            out.append((key, bad, [("x-junk", str(made).encode())]))
+            made += 1
+    while made < junk:  # fewer events than junk: the rest at the end
+        out.append((b"junk", b"\x00" * 20, []))
+        made += 1
+    return out
+
+
 def _audit_count(consumer: Consumer, topic: str, partitions: int) -> int:
     return sum(watermarks(consumer, TopicPartition(topic, p), 30)[1] for p in range(partitions))
 
@@ -126,8 +150,10 @@ def _timed(
     expected: int,
     partitions: int,
     timeout: float = 600.0,
+    good: int | None = None,
 ) -> float:
-    """Produce every event, then wait for ``expected`` audit records; events per second."""
+    """Produce every event, then wait for ``expected`` audit records; events per second
+    (of the ``good`` ones only, when junk is mixed in: junk makes no audit record)."""
     watcher = Consumer(conn.confluent(**{"group.id": f"bench-{uuid.uuid4()}"}))
     base = _audit_count(watcher, names.audit, partitions)
     producer = Producer(
@@ -149,7 +175,7 @@ def _timed(
         time.sleep(0.05)
     elapsed = time.monotonic() - started
     watcher.close()
-    return len(events) / elapsed
+    return (good if good is not None else len(events)) / elapsed
 
 
 def _probe(
@@ -206,6 +232,7 @@ def _run_router(
     workdir: Path,
     watch: list[MonitorCost] | None = None,
     workers: int = 1,
+    good: int | None = None,
 ) -> tuple[float, float]:
     """Events/s of ``workers`` router processes sharing one id, and the largest RSS."""
     with _bus_topics(bus, conn, partitions) as names, ExitStack() as watching:
@@ -224,7 +251,7 @@ def _run_router(
                 wait_until_routing(conn, f"{names.prefix}router", names.raw(resource), alive,
                                    timeout=180, members=workers)
             _probe(conn, names, resource, events[0], partitions, alive)
-            eps = _timed(conn, names, resource, events, expected, partitions)
+            eps = _timed(conn, names, resource, events, expected, partitions, good=good)
             return eps, max(_rss_mb(p.pid) for p in procs)
         finally:
             for proc in procs:
@@ -466,6 +493,14 @@ def _run_floor(
     help="Also run N router workers sharing one id, alternating with one worker in each "
     "run (workers_eps in the JSON: the events/s of 1 and of N).",
 )
+@click.option(
+    "--junk",
+    type=click.IntRange(0),
+    default=0,
+    show_default=True,
+    help="Also run the router with N hostile messages (truncated, unknown writer, not "
+    "Avro) mixed among the events; junk_eps in the JSON is the good events' rate.",
+)
 @click.option("--json", "as_json", is_flag=True, help="End with one JSON line of the results.")
 def command(
     events: int,
@@ -477,6 +512,7 @@ def command(
     floor: bool,
     with_monitor: bool,
     workers: int,
+    junk: int,
     as_json: bool,
 ) -> None:
     """Events/s through a router worker and through a plain confluent-kafka loop."""
@@ -496,6 +532,8 @@ def command(
     watched: list[float] = []
     costs: list[MonitorCost] = []
     scaled: list[float] = []
+    junked: list[float] = []
+    mixed = _with_junk(pool, junk) if junk else []
     with tempfile.TemporaryDirectory(prefix="syncbus-bench-router-") as tmp:
         secrets_file = Path(tmp, "secrets.json")
         secrets_file.write_text(json.dumps(secret_map))
@@ -512,6 +550,12 @@ def command(
                 click.echo(
                     f"run {run}: syncbus, monitor watching {watched[-1]:,.0f} ev/s", err=True
                 )
+            if junk:
+                junk_args = (bus, conn, resource, mixed, expected, partitions, batch,
+                             secrets_file, Path(tmp))
+                junked.append(_run_router(*junk_args, good=len(pool))[0])
+                click.echo(f"run {run}: syncbus, {junk} junk mixed in {junked[-1]:,.0f} good "
+                           "ev/s", err=True)
             if workers > 1:
                 scaled.append(_run_router(*args, workers=workers)[0])
                 click.echo(f"run {run}: syncbus, {workers} workers {scaled[-1]:,.0f} ev/s",
@@ -560,6 +604,10 @@ def command(
         result["monitor_cpu_share"] = round(
             sum(c.cpu_seconds for c in costs) / sum(c.wall_seconds for c in costs), 3
         )
+    if junked:
+        result["junk"] = junk
+        result["junk_eps"] = round(statistics.median(junked))
+        result["junk_ratio"] = round(statistics.median(junked) / statistics.median(sy), 3)
     if scaled:
         result["workers_eps"] = {"1": result["syncbus_eps"],
                                  str(workers): round(statistics.median(scaled))}

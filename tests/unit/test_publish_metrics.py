@@ -56,3 +56,9 @@ def test_events_lost_to_an_unclean_shutdown_are_counted_by_resource(
         assert value == 3 and publisher.spool.depth == 0
     finally:
         publisher.close(timeout=0)
+
+
+def test_two_publishers_on_the_default_registry_share_one_set_of_metrics() -> None:
+    """A front-end processor may host two departments' publishers in one process."""
+    assert PublisherMetrics.of(None) is PublisherMetrics.of(None)
+    assert PublisherMetrics.of(CollectorRegistry()) is not PublisherMetrics.of(None)

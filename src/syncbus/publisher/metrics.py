@@ -16,6 +16,19 @@ from syncbus.latency_buckets import LATENCY_BUCKETS
 class PublisherMetrics:
     """Counters by resource; latency from acceptance (spooled) to the broker's ack."""
 
+    _default: PublisherMetrics | None = None
+
+    @classmethod
+    def of(cls, registry: CollectorRegistry | None) -> PublisherMetrics:
+        """The metrics of ``registry``; for the process-wide default one (None), one set
+        shared by every Publisher of the process: a host with two departments' publishers
+        must not fail registering the same names twice (their resources tell them apart)."""
+        if registry is not None:
+            return cls(registry)
+        if cls._default is None:
+            cls._default = cls(None)
+        return cls._default
+
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         reg = REGISTRY if registry is None else registry
         self.published = Counter(

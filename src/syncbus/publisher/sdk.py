@@ -90,7 +90,7 @@ class Publisher:
         self.bus = bus
         self.max_spooled = max_spooled
         self.max_event_bytes = max_event_bytes
-        self.metrics = PublisherMetrics(registry)
+        self.metrics = PublisherMetrics.of(registry)
         self._writers: dict[str, ResourceWriter] = {}
         self._lock = threading.RLock()  # sequence order == spool order == send order
         self._closed = False

@@ -95,7 +95,7 @@ def producer_config(connection: Connection, window: int, **overrides: Any) -> di
         "acks": "all",
         "max.in.flight.requests.per.connection": 5,
         "message.timeout.ms": 0,
-        "linger.ms": 5,
+        "linger.ms": 1,
         "queue.buffering.max.messages": window + FEED_BATCH,
         **overrides,
     })

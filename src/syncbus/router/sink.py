@@ -45,7 +45,7 @@ RETRY_BACKOFF = 0.5  # seconds before refused records are sent again
 PRODUCER_DEFAULTS = {
     "enable.idempotence": True,
     "acks": "all",
-    "linger.ms": 5,
+    "linger.ms": 1,
     "batch.num.messages": 10000,
     "queue.buffering.max.messages": 1000000,
     "queue.buffering.max.kbytes": 1048576,
@@ -173,7 +173,7 @@ class Delivery:
         self._by_content[message[0], message[1], message[2]].append(message)
         return True
 
-    async def confirmed(self, poll_interval: float = 0.004) -> None:
+    async def confirmed(self, poll_interval: float = 0.001) -> None:
         """Wait, without blocking the event loop, until the broker acknowledged it all.
 
         ``poll`` (which serves refusal reports) hands the interpreter lock to the

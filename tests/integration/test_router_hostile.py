@@ -100,12 +100,18 @@ def _all_bytes(message: Any) -> bytes:
 
 
 def test_hostile_events_leak_nothing_and_stop_nothing(kafka, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    run_hostile_scenario(kafka.bootstrap, tmp_path)
+
+
+def run_hostile_scenario(bootstrap: str, tmp_path: Path) -> None:
+    """The scenario above on the broker or cluster at ``bootstrap`` (the replicated
+    cluster's fault tests run it too)."""
     started = time.monotonic()
     names = TopicNames(f"hostile{uuid.uuid4().hex[:6]}.")
     bus = load_bus(REPO / "streams", REPO / "schemas")
-    apply_bus(bus, Connection(kafka.bootstrap), 2, names)
-    writer = RawWriter(bus, kafka.bootstrap, names)
-    router = RouterProcess(kafka.bootstrap, tmp_path / "router", prefix=names.prefix,
+    apply_bus(bus, Connection(bootstrap), 2, names)
+    writer = RawWriter(bus, bootstrap, names)
+    router = RouterProcess(bootstrap, tmp_path / "router", prefix=names.prefix,
                            extra=["--max-consecutive-dead", "40"]).start()
     try:
         rng = random.Random(22)
@@ -126,7 +132,7 @@ def test_hostile_events_leak_nothing_and_stop_nothing(kafka, tmp_path: Path) -> 
         writer.flush()
         assert len(expected) == HOSTILE * 2 // len(KINDS) + GOOD
 
-        reader = ShareReader(kafka.bootstrap, names)
+        reader = ShareReader(bootstrap, names)
 
         def province_ids() -> set[str] | None:
             got = {str(e["event_id"]) for e in reader.events("province.jiangsu", RES, 1.0)}
@@ -135,25 +141,25 @@ def test_hostile_events_leak_nothing_and_stop_nothing(kafka, tmp_path: Path) -> 
         wait_for(province_ids, 120, "every valid event at the province")
 
         def letters() -> list[Any] | None:
-            found = read_topic(kafka.bootstrap, names.dlq, 1.0)
+            found = read_topic(bootstrap, names.dlq, 1.0)
             return found if len(found) >= undecodable else None
 
         dead = wait_for(letters, 60, "a dead letter per undecodable event")
         origins = {(dict(m.headers())[t.H_DLQ_PARTITION], dict(m.headers())[t.H_DLQ_OFFSET])
                    for m in dead}
         assert len(dead) == len(origins) == undecodable
-        quarantined = {m.key() for m in read_topic(kafka.bootstrap, names.quarantine, 1.0)}
+        quarantined = {m.key() for m in read_topic(bootstrap, names.quarantine, 1.0)}
         assert len(quarantined) == undecodable
 
         scanned = [_all_bytes(m) for m in dead]
         for subscriber in L2:
             scanned += [_all_bytes(m) for m in
-                        read_topic(kafka.bootstrap, names.share(subscriber, RES), 1.0)]
+                        read_topic(bootstrap, names.share(subscriber, RES), 1.0)]
         assert len(scanned) > undecodable + len(expected)  # the L2 shares got their part
         leaked = set(secrets) & _pieces(b"\n".join(scanned))
         assert leaked == set(), f"{len(leaked)} masked values found in clear"
         for subscriber in (*L2, "province.jiangsu"):
-            for message in read_topic(kafka.bootstrap, names.share(subscriber, RES), 0.5):
+            for message in read_topic(bootstrap, names.share(subscriber, RES), 0.5):
                 assert [h for h, _ in message.headers()] == [t.H_SOURCE_PARTITION]
         assert router.alive() and router.proc is not None and router.proc.pid == pid
         assert time.monotonic() - started < 240

@@ -9,6 +9,8 @@ ACLs are added and removed until the broker's set equals the derived one.
 
 from __future__ import annotations
 
+import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -158,7 +160,25 @@ def apply_security(
             [_to_kafka(b) for b in report.acls.add], request_timeout=TIMEOUT_S
         ).values():
             future.result(TIMEOUT_S)
+    if report.acls.remove or report.acls.add:
+        _until_in_force(admin, report.acls.remove, report.acls.add)
     return report
+
+
+def _until_in_force(admin: AdminClient, removed: Iterable[AclBinding],
+                    added: Iterable[AclBinding], timeout: float = TIMEOUT_S) -> None:
+    """Return once the broker's authorizer answers with the new ACLs: the controller
+    has them when ``delete_acls`` returns, a broker's metadata a moment later, and
+    ``apply`` promises that a removed grant is unreadable when it returns."""
+    gone, there = set(removed), set(added)
+    deadline = time.monotonic() + timeout
+    while True:
+        now = current_acls(admin)
+        if not (gone & now) and there <= now:
+            return
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the broker still shows old ACLs after {timeout:.0f} s")
+        time.sleep(0.05)
 
 
 def _filter(binding: AclBinding) -> AclBindingFilter:

@@ -16,7 +16,6 @@ from dataclasses import dataclass
 
 from confluent_kafka import (
     Consumer,
-    ConsumerGroupTopicPartitions,
     KafkaException,
     Message,
     TopicPartition,
@@ -57,12 +56,14 @@ class ClusterReader:
         self._admin = AdminClient(connection.confluent())
         self._points = Consumer(connection.confluent(**_assign_only("points")))
         self.tail = Consumer(connection.confluent(**_assign_only("tail")))
+        self._groups: dict[str, Consumer] = {}  # group -> its offset reader
 
     def policy_consumer(self) -> Consumer:
         """A consumer for following the policy topic (assigned by the caller)."""
         return Consumer(self._connection.confluent(**_assign_only("policy")))
 
     def close(self) -> None:
+        self.forget_groups(())
         self._points.close()
         self.tail.close()
 
@@ -91,21 +92,40 @@ class ClusterReader:
                 log.debug("offsets of %s/%d not read: %s", tp.topic, tp.partition, exc)
         return out
 
-    def committed(self, group: str) -> dict[TP, int]:
-        """The offsets ``group`` committed (none for a group that never committed)."""
-        request = [ConsumerGroupTopicPartitions(group)]
+    def committed(self, group: str, tps: Iterable[TP]) -> dict[TP, int]:
+        """The offsets ``group`` committed on ``tps`` (none for a group that never committed).
+
+        Asked through a consumer whose ``group.id`` is ``group`` (it never joins nor
+        commits), not through ``AdminClient.list_consumer_group_offsets``: librdkafka's
+        admin path dereferences a missing group handle when the coordinator answers
+        NOT_COORDINATOR (librdkafka #5040), which killed the monitor with SIGSEGV while a
+        fresh cluster was still loading its coordinators.
+        """
+        wanted = [TopicPartition(t, p) for t, p in tps]
+        if not wanted:
+            return {}
         try:
-            result = self._admin.list_consumer_group_offsets(
-                request, request_timeout=REQUEST_TIMEOUT_S
-            )[group].result()
+            found = self._offsets_of(group).committed(wanted, timeout=REQUEST_TIMEOUT_S)
         except KafkaException as exc:
             log.debug("committed offsets of group %s not read: %s", group, exc)
             return {}
         return {
             (tp.topic, tp.partition): int(tp.offset)
-            for tp in result.topic_partitions or []
+            for tp in found
             if tp.offset >= 0 and tp.error is None
         }
+
+    def _offsets_of(self, group: str) -> Consumer:
+        consumer = self._groups.get(group)
+        if consumer is None:
+            config = _assign_only("offsets") | {"group.id": group}
+            consumer = self._groups[group] = Consumer(self._connection.confluent(**config))
+        return consumer
+
+    def forget_groups(self, keep: Iterable[str]) -> None:
+        """Close the offset readers of groups no route needs any more."""
+        for group in set(self._groups) - set(keep):
+            self._groups.pop(group).close()
 
     def members(self, group: str) -> int | None:
         """Live members of ``group``; None when the broker cannot say."""

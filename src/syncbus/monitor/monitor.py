@@ -78,7 +78,7 @@ class Monitor:
         topics = [t for t in [*share, *raw, *dlqs, self.names.policy] if t in partitions]
         tps = [(t, p) for t in topics for p in range(partitions[t])]
         ends = self.reader.ends(tps)
-        committed = self._committed()
+        committed = self._committed(ends)
         now = time.time()
         points = self._lag_points(share, ends, committed) | self._fresh_points(raw, ends)
         points |= {tp: end - 1 for tp, end in ends.items() if tp[0] == self.names.policy and end}
@@ -138,14 +138,19 @@ class Monitor:
         for resource in {r for r, _s in live} - set(self.resources):
             self.resources[resource] = ResourceMeter(resource)
 
-    def _committed(self) -> dict[TP, int]:
+    def _committed(self, ends: dict[TP, int]) -> dict[TP, int]:
         """Per share partition, the furthest any of its subscriber's groups committed:
         the SDK's (the subscriber id) or the sink's (``<subscriber>.sink``)."""
         out: dict[TP, int] = {}
+        groups: list[str] = []
         for subscriber in sorted({s for _r, s in self.routes}):
+            topics = {m.topic for (_r, s), m in self.routes.items() if s == subscriber}
+            tps = [tp for tp in ends if tp[0] in topics]
             for group in subscriber_groups(subscriber):
-                for tp, offset in self.reader.committed(group).items():
+                groups.append(group)
+                for tp, offset in self.reader.committed(group, tps).items():
                     out[tp] = max(offset, out.get(tp, 0))
+        self.reader.forget_groups(groups)
         return out
 
     def _lag_points(

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, NamedTuple
 
@@ -114,23 +115,27 @@ class RefusedEvent(NamedTuple):
 Also = Callable[[sqlite3.Connection], None]
 
 
-class RefusedEvents:
+class RefusedEvents(ABC):
     """The spool's half that keeps refused events (``Spool`` inherits it): the same file,
-    lock and transactions as the send queue, so an event is in exactly one of them."""
+    lock and transactions as the send queue, so an event is in exactly one of them.
+    The three abstract methods are the send queue's, which ``Spool`` defines."""
 
     _lock: threading.Lock
     _db: sqlite3.Connection
 
+    @abstractmethod
     def _unsent(self, ids: list[int]) -> list[SpooledEvent]:
-        raise NotImplementedError
+        """Defined by ``Spool``."""
 
+    @abstractmethod
     def _take_off(self, ids: list[int], also: Also | None = None) -> Any:
-        raise NotImplementedError
+        """Defined by ``Spool``."""
 
+    @abstractmethod
     def _append_locked(self, resource: str, keys: list[bytes], values: list[bytes],
                        metas: list[str], now: float, last_seq: int | None,
                        also: Also | None = None) -> int:
-        raise NotImplementedError
+        """Defined by ``Spool``."""
 
     def refuse(self, ids: Iterable[int], error: str, reason: str,
                now: float) -> list[RefusedEvent]:

@@ -77,12 +77,7 @@ def start(dir_: Path, port: int | None, cache: Path, timeout: float, secure: boo
         click.echo(f"Kafka {broker.KAFKA_VERSION} started in {info.dir} (pid {info.pid}); "
                    f"log: {info.dir / 'logs' / 'server.log'}", err=True)
     if info.secure:
-        from syncbus.core.access import ADMIN
-        from syncbus.localkafka.secure import admin_password_file, ca_file
-
-        click.echo(f"secure: SASL/SCRAM-SHA-512{' over TLS' if info.tls else ''}; admin: "
-                   f"--user {ADMIN} --password-file {admin_password_file(info.dir)}"
-                   + (f"; CA: {ca_file(info.dir)}" if info.tls else ""), err=True)
+        _echo_login(info.dir, info.tls)
     click.echo(info.address)
 
 
@@ -103,7 +98,19 @@ def _start_cluster(dir_: Path, nodes: int, port: int | None, cache: Path, timeou
     for n, node in enumerate(info.nodes, start=1):
         click.echo(f"{state}: node {n} at {node.address} (pid {node.pid}; "
                    f"log: {node.dir / 'logs' / 'server.log'})", err=True)
+    if info.secure:
+        _echo_login(info.dir, info.tls)
     click.echo(info.bootstrap)
+
+
+def _echo_login(dir_: Path, tls: bool) -> None:
+    """How to log in as the admin: the same files for one broker and for a cluster."""
+    from syncbus.core.access import ADMIN
+    from syncbus.localkafka.secure import admin_password_file, ca_file
+
+    click.echo(f"secure: SASL/SCRAM-SHA-512{' over TLS' if tls else ''}; admin: "
+               f"--user {ADMIN} --password-file {admin_password_file(dir_)}"
+               + (f"; CA: {ca_file(dir_)}" if tls else ""), err=True)
 
 
 @kafka.command()

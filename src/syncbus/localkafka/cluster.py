@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import time
@@ -159,10 +160,23 @@ def start(
                                     secure_mode, tls), proc))
     for info, proc in launched:
         broker._wait_ready(info, proc, info.dir, timeout)
+    if secure_mode:
+        _publish_logins(dir, tls)
     started = status(dir)
     assert started is not None
     _wait_for_members(started, timeout)
     return started, False
+
+
+def _publish_logins(dir: Path, tls: bool) -> None:
+    """The cluster's admin password, and its CA with ``--tls``, where the single broker
+    keeps them (``<dir>/admin.password``, ``<dir>/tls/ca.pem``): what a user is told to
+    log in with does not depend on the node count."""
+    first = node_dir(dir, 1)
+    write_private(security.admin_password_file(dir), security.admin_password(first) + "\n")
+    if tls:
+        security.ca_file(dir).parent.mkdir(mode=0o700, exist_ok=True)
+        shutil.copyfile(security.ca_file(first), security.ca_file(dir))
 
 
 def _prepare_node(dir: Path, n: int, port: int, controller_port: int, voters: str,
@@ -174,6 +188,9 @@ def _prepare_node(dir: Path, n: int, port: int, controller_port: int, voters: st
     if secure_mode and n > 1:  # one admin for the whole cluster
         write_private(security.admin_password_file(node),
                              security.admin_password(node_dir(dir, 1)) + "\n")
+    if tls and n > 1:  # one CA, so a client that trusts it reaches every node
+        shutil.copytree(security.ca_file(node_dir(dir, 1)).parent,
+                        security.ca_file(node).parent, dirs_exist_ok=True)
     try:
         props = broker._server_properties(node, port, controller_port, secure_mode, tls,
                                           node_id=n, voters=voters, replicas=min(nodes, 3))

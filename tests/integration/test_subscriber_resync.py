@@ -6,17 +6,21 @@ router writes them."""
 
 from __future__ import annotations
 
+import threading
+import time
 import uuid
 from pathlib import Path
 from typing import Any
 
 import pytest
-from confluent_kafka import Producer
+from confluent_kafka import KafkaException, Producer
+from confluent_kafka.admin import AdminClient
 from prometheus_client import CollectorRegistry
 
 from syncbus.core.fake import make_records
 from syncbus.core.topics import H_MARKER, H_RESYNC
 from syncbus.subscriber import Event, Gap, ResyncInfo, SqlStore, Subscriber
+from tests.postgres_fixture import postgres, postgres_server  # noqa: F401
 from tests.subscriber_helpers import ShareProducer
 
 RESOURCE = "population.resident"
@@ -27,7 +31,7 @@ def sub_id() -> str:
     return f"test.v{uuid.uuid4().hex[:10]}"
 
 
-def subscriber(kafka: Any, sub_id: str, store: Path, **kw: Any) -> Subscriber:
+def subscriber(kafka: Any, sub_id: str, store: Path | SqlStore, **kw: Any) -> Subscriber:
     kw.setdefault("registry", CollectorRegistry())
     return Subscriber(sub_id, [RESOURCE], bootstrap=kafka.bootstrap, store=store, **kw)
 
@@ -172,3 +176,76 @@ def test_an_end_callback_that_fails_leaves_the_marker_to_come_again(
         assert found is not None and found.complete
     finally:
         store.close()
+
+
+def test_members_sharing_a_store_complete_a_resync_once(
+    kafka: Any, sub_id: str, request: pytest.FixtureRequest
+) -> None:
+    """Two members of one group, each owning some partitions, one PostgreSQL store: the
+    resync is complete once, announced by whichever member records the last end."""
+    database = str(request.getfixturevalue("postgres"))
+    share = ShareProducer(kafka.bootstrap, sub_id, partitions=4)
+    begun: list[tuple[int, str]] = []
+    ended: list[tuple[int, ResyncInfo]] = []
+    handled: list[str] = []
+    members = [
+        subscriber(
+            kafka,
+            sub_id,
+            SqlStore.open(database),
+            on_resync_begin=lambda info, n=n: begun.append((n, info.resync)),
+            on_resync_end=lambda info, n=n: ended.append((n, info)),
+        )
+        for n in (0, 1)
+    ]
+    errors: list[BaseException] = []
+
+    def run(member: Subscriber) -> None:
+        try:
+            member.run(lambda e: handled.append(e.event_id), idle_timeout=8)
+        except BaseException as exc:  # reported by the test, not lost in the thread
+            errors.append(exc)
+            raise
+
+    threads = [threading.Thread(target=run, args=(m,)) for m in members]
+    for thread in threads:
+        thread.start()
+    split = group_split(kafka, sub_id, 2)
+    assert sorted(split[0] + split[1]) == [0, 1, 2, 3], split
+    rid = uuid.uuid4().hex
+    share.marker(rid, "begin", "full", {0: 9})
+    sent = share.send(make_records(RESOURCE, 12, seed=44), op="SNAPSHOT", version=1, resync=rid)
+    share.marker(rid, "end", "full", {0: 9})
+    for thread in threads:
+        thread.join(timeout=90)
+    assert not any(t.is_alive() for t in threads)
+    assert errors == []
+    for member in members:
+        member.store.close()
+        member.close()
+    assert sorted(handled) == sorted(sent)
+    assert [r for _, r in begun] == [rid]
+    assert len(ended) == 1
+    info = ended[0][1]
+    assert info.resync == rid and info.complete and info.ended == {0, 1, 2, 3}
+
+
+def group_split(kafka: Any, group: str, members: int) -> list[list[int]]:
+    """The partitions each member of ``group`` holds, once it is stable with ``members``
+    members that all hold some (asked of the broker: a running consumer is not to be
+    called from another thread)."""
+    admin = AdminClient({"bootstrap.servers": kafka.bootstrap})
+    deadline = time.monotonic() + 60
+    split: list[list[int]] = []
+    while time.monotonic() < deadline:
+        try:
+            found = admin.describe_consumer_groups([group])[group].result(timeout=10)
+        except KafkaException:  # NOT_COORDINATOR while the new group settles: ask again
+            time.sleep(0.3)
+            continue
+        split = [sorted(tp.partition for tp in m.assignment.topic_partitions)
+                 for m in found.members]
+        if len(split) == members and all(split):
+            return split
+        time.sleep(0.3)
+    raise AssertionError(f"group {group} never settled on {members} members: {split}")

@@ -11,7 +11,8 @@ deliveries are not fed to it (their delivery sequence means nothing).
 Versions (``event.newer``): a delivery whose version is not newer than the one held
 for its (resource, key) is ``stale`` and is not handed on. Within a batch each
 delivery is judged against the previous one of its key, as if that one is handled.
-A replay (``check_seen`` off) judges only against what it re-delivers itself.
+A replay (``check_seen`` off) judges only against what it re-delivers itself, from
+batch to batch (the versions held from before it are ignored, as its ids are).
 
 Markers (``syncbus-marker`` header) are never decoded as events: a well-formed one
 becomes ``Item.marker``; a malformed one is ``skipped`` with its reason, logged,
@@ -86,6 +87,7 @@ class BatchPreparer:
         )
         self.store, self.gaps, self.metrics, self.on_gap = store, gaps, metrics, on_gap
         self.check_seen = True
+        self._replay_held: dict[tuple[str, str], int] = {}  # versions a replay handed on
 
     def prepare(self, messages: Sequence[Message]) -> list[Item]:
         self.resolver.ensure(self._fingerprints(messages))
@@ -98,7 +100,7 @@ class BatchPreparer:
         held = (
             self.store.versions((e.resource, str(e.key)) for e in events if e.versioned)
             if self.check_seen
-            else {}
+            else self._replay_held
         )
         received = time.time()
         for item in items:

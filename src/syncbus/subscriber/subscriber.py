@@ -17,8 +17,9 @@ handler's transaction. Resync markers never reach the handler and are never
 dead-lettered: ``on_resync_begin(info)`` is called at the first marker of a resync
 and ``on_resync_end(info)`` once end markers are recorded for every partition of its
 share topic (``gaps.ResyncInfo``), each once per resync and store, inside the batch
-transaction (a callback may write through ``subscriber.store``; if it raises, the
-loop stops before the marker and it comes again).
+transaction (a callback may write through ``subscriber.store``, exactly once with the
+marker; if it raises, the loop stops before the marker and it comes again; a crash
+after a callback and before the batch commits calls it again, as with a handler).
 """
 
 from __future__ import annotations
@@ -64,7 +65,8 @@ class Subscriber:
     guarantees. ``start``: ``"committed"`` (the group's offsets, earliest for a new
     group), ``"beginning"`` or a datetime: a replay, which re-delivers events even if
     their ids are in the store (still recording them). ``topic_prefix`` matches a
-    router run with ``--topic-prefix`` (benchmarks, tests)."""
+    router run with ``--topic-prefix`` (benchmarks, tests). ``on_resync_begin`` and
+    ``on_resync_end`` (also settable as attributes) take a ``ResyncInfo``: module doc."""
 
     def __init__(
         self,

@@ -13,12 +13,17 @@ from syncbus.subscriber import SqlStore
 RID = "r" * 32
 
 
-def meta(version: int | None, resync: str | None = None, partition: int = 0) -> dict[str, Any]:
+def meta(
+    version: int | None, resync: str | None = None, partition: int = 0, at: int = 0
+) -> dict[str, Any]:
+    """Bookkeeping of a delivery: raw ``partition``, and ``at`` its offset on share
+    partition 0."""
     return {
         "_event_id": f"e{version}",
         "_op": "SNAPSHOT" if resync else "UPDATE",
         "_source_partition": partition,
-        "_offset": 0,
+        "_share_partition": 0,
+        "_offset": at,
         "_occurred_at": None,
         "_version": version,
         "_resync": resync,
@@ -83,6 +88,23 @@ def test_the_end_of_a_full_resync_drops_what_it_did_not_send(tmp_path: Path) -> 
     assert table.drop_unsent(RID, {}) == 0
 
 
+def test_a_later_resync_that_rewrote_a_row_keeps_it_at_the_end_of_an_earlier_one(
+    tmp_path: Path,
+) -> None:
+    """Resyncs of one share may overlap: a snapshot of the same version from another
+    resync, written after this one began, takes over ``_resync`` and must not make the
+    row look unsent."""
+    store, table = table_at(tmp_path)
+    other = "o" * 32
+    table.upsert("before", {"name": "a"}, meta(3, other, at=5))  # before RID's begin (10)
+    table.upsert("taken over", {"name": "b"}, meta(4, RID, at=12))
+    table.upsert("taken over", {"name": "b"}, meta(4, other, at=13))  # equal: applied
+    table.upsert("live", {"name": "c"}, meta(6, None, at=14))  # live, below the watermark
+    assert rows(store)["taken over"] == ("b", 4, other)
+    assert table.drop_unsent(RID, {0: 40}, {0: 10}) == 2
+    assert set(rows(store)) == {"taken over"}
+
+
 def test_a_table_from_before_versions_is_migrated(tmp_path: Path) -> None:
     path = tmp_path / "old.db"
     old = sqlite3.connect(path)
@@ -97,7 +119,7 @@ def test_a_table_from_before_versions_is_migrated(tmp_path: Path) -> None:
     store = SqlStore.open(path)
     table = Table(store, "population.resident")
     assert table.exists()
-    assert {"_version", "_resync"} <= table.columns.keys()
+    assert {"_version", "_resync", "_share_partition"} <= table.columns.keys()
     assert rows(store) == {"k": ("old", None, None)}
     assert table.upsert("k", {"name": "new"}, meta(1))  # an unversioned row takes any version
     assert rows(store) == {"k": ("new", 1, None)}

@@ -91,6 +91,14 @@ def test_begin_once_end_once_when_every_partition_has_ended() -> None:
         assert notices == []
 
 
+def test_the_begin_marker_offset_of_each_partition_is_kept() -> None:
+    first = Marker(RID, "begin", "full", "r.x", {}, "t", 0, 7)
+    state, _ = advance(None, first, 2)
+    state, _ = advance(state, Marker(RID, "begin", "full", "r.x", {}, "t", 1, 3), 2)
+    state, _ = advance(state, Marker(RID, "begin", "full", "r.x", {}, "t", 0, 99), 2)  # again
+    assert state.begun == {0: 7, 1: 3}
+
+
 def test_a_member_that_missed_the_begin_hears_of_it_at_the_first_end() -> None:
     state, notices = advance(None, mark("end", 0), 1)
     assert notices == ["begin", "end"] and state.complete
@@ -140,5 +148,7 @@ def test_the_store_claims_a_resync_once_and_keeps_its_state(tmp_path: Path) -> N
     store.close()
     again = SqlStore.open(tmp_path / "s.db")
     found = again.resync(RID)
-    assert found == ResyncInfo(RID, "r.x", "share.s.r.x", "full", {0: 10}, 2, frozenset({1}))
+    assert found == ResyncInfo(
+        RID, "r.x", "share.s.r.x", "full", {0: 10}, 2, frozenset({1}), begun={0: 0}
+    )
     assert found.to_json()["watermark"] == {"0": 10}

@@ -10,8 +10,9 @@ the subscriber's scope, a move from Gusu to Xuanwu for example), ``HEARTBEAT`` o
 counts.
 
 Grants move data both ways (issue #17): each row keeps its version (``_version``, the
-raw offset of its change), the resync that last wrote it (``_resync``) and its raw
-partition (``_source_partition``). The SDK already hands on only newer versions; the
+raw offset of its change), the resync that last wrote it (``_resync``), its raw
+partition (``_source_partition``) and where on the share it came from
+(``_share_partition``, ``_offset``). The SDK already hands on only newer versions; the
 table applies the same rule again in SQL (``tables``), so a restart or a second sink
 on the same database cannot move a row back, and a DELETE leaves a tombstone so that
 an older snapshot cannot bring the key back. When a ``full`` resync of a resource is
@@ -59,6 +60,7 @@ class Sink:
                 "_op": event.op,
                 "_source_partition": event.source_partition,
                 "_offset": event.offset,
+                "_share_partition": event.partition,
                 "_occurred_at": table.value("_occurred_at", event.occurred_at),
                 "_version": version,
                 "_resync": event.resync,
@@ -78,7 +80,7 @@ class Sink:
         table = self._tables.get(info.resource) or Table(self.subscriber.store, info.resource)
         if not table.exists():
             return  # nothing landed yet: nothing to drop
-        dropped = table.drop_unsent(info.resync, info.watermark)
+        dropped = table.drop_unsent(info.resync, info.watermark, info.begun)
         labels = (self.subscriber.subscriber_id, info.resource)
         self.subscriber.metrics.sink_rows.labels(*labels, "resync_drop").inc(dropped)
 

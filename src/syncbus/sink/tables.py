@@ -5,16 +5,17 @@ key the delivered entity key, one column per top-level field of the view record
 (nested records, arrays and maps as JSON), and bookkeeping columns ``_event_id``,
 ``_op``, ``_source_partition`` (the raw partition of the row's key), ``_offset`` (on
 the share topic), ``_occurred_at``, ``_version`` (the raw offset of the change the row
-holds: its version, issue #17) and ``_resync`` (the id of the resync that last wrote
-the row; null when a live event did). Columns are added
+holds: its version, issue #17), ``_resync`` (the id of the resync that last wrote
+the row; null when a live event did) and ``_share_partition`` (the share partition
+of the delivery that wrote it, with ``_offset`` its place there). Columns are added
 when a newer writer schema brings a field (``ALTER TABLE ... ADD COLUMN``) and never
 dropped, so a grant that narrows leaves nulls. A field whose view type changed (a
 birth date now masked to its year, a string) widens its column to text, which
 holds both (PostgreSQL: ``ALTER COLUMN ... TYPE TEXT``; SQLite columns take any
 value already). Values are converted for the column they land in, as the column
-exists in the database. A table from before issue #17 gets ``_version`` and
-``_resync`` added the first time the sink opens it (null: its rows take the next
-version delivered).
+exists in the database. A table from before issue #17 gets ``_version``, ``_resync``
+and ``_share_partition`` added the first time the sink opens it (null: its rows take
+the next version delivered).
 
 Versions, in SQL so that a restart or a second sink on the same database cannot
 move a row back: ``upsert`` with a version writes only when the row is absent or
@@ -23,8 +24,12 @@ key is newer (live: ``>=``; resync: ``>``); ``delete`` with a version removes an
 row and remembers the version in ``syncbus_sink_tombstones`` (table, key, version,
 resync, raw partition), so an older snapshot cannot bring the key back.
 ``drop_unsent`` is the end of a full resync: rows the resync did not write whose
-version is below the watermark of their raw partition. Without a version (an older
-router) both write unconditionally, as before.
+version is below the watermark of their raw partition, except rows that another
+resync wrote after this one began (after its begin marker on their share
+partition): resyncs of one share may overlap (a policy change during a requested
+full resync), and a later resync's equal-version snapshot takes over ``_resync``
+from this one's. Without a version (an older router) both write unconditionally,
+as before.
 """
 
 from __future__ import annotations
@@ -86,7 +91,7 @@ _LOGICAL_KINDS = {
 
 TOMBSTONES = "syncbus_sink_tombstones"
 # the bookkeeping columns added after the first release: migrated into older tables
-VERSION_COLUMNS = {"_version": "bigint", "_resync": "text"}
+VERSION_COLUMNS = {"_version": "bigint", "_resync": "text", "_share_partition": "bigint"}
 _BOOKKEEPING = {
     "_key": "text",
     "_event_id": "text",
@@ -148,7 +153,7 @@ class Table:
                 f"CREATE TABLE IF NOT EXISTS {quote(self.name)} (_key TEXT PRIMARY KEY, "
                 f"_event_id TEXT NOT NULL, _op TEXT NOT NULL, _source_partition {t['bigint']}, "
                 f"_offset {t['bigint']}, _occurred_at {t['timestamp']}, "
-                f"_version {t['bigint']}, _resync TEXT)"
+                f"_version {t['bigint']}, _resync TEXT, _share_partition {t['bigint']})"
             )
             self.store.execute(
                 f"CREATE TABLE IF NOT EXISTS {TOMBSTONES} (table_name TEXT NOT NULL, "
@@ -252,26 +257,31 @@ class Table:
         )
         return removed
 
-    def drop_unsent(self, resync: str, watermark: Mapping[int, int]) -> int:
+    def drop_unsent(
+        self, resync: str, watermark: Mapping[int, int], begun: Mapping[int, int] | None = None
+    ) -> int:
         """The end of a full resync: remove each row this resync did not write whose
         version is below the watermark of its raw partition (rows at or above it came
         from live events after the resync began; rows without a version predate
-        versions). Rows of a raw partition the watermark does not name stay. Rows
-        removed."""
+        versions), unless another resync wrote it after this one's begin marker on its
+        share partition (``begun``: share partition -> begin marker offset). Rows of a
+        raw partition the watermark does not name stay. Rows removed."""
         if not watermark:
             return 0
-        cases = " ".join("WHEN ? THEN ?" for _ in watermark)
-        marks = ", ".join("?" for _ in watermark)
-        params: list[Any] = [resync, *watermark]
-        for partition, offset in watermark.items():
-            params += [partition, offset]
-        cursor = self.store.execute(
+        params: list[Any] = [resync, *watermark, *_pairs(watermark)]
+        sql = (
             f"DELETE FROM {quote(self.name)} WHERE (_resync IS NULL OR _resync <> ?) "
-            f"AND _source_partition IN ({marks}) AND (_version IS NULL OR "
-            f"_version < CASE _source_partition {cases} END)",
-            params,
+            f"AND _source_partition IN ({_marks(watermark)}) AND (_version IS NULL OR "
+            f"_version < CASE _source_partition {_cases(watermark)} END)"
         )
-        return int(cursor.rowcount or 0)
+        if begun:
+            sql += (
+                f" AND NOT COALESCE(_resync IS NOT NULL AND _share_partition IN "
+                f"({_marks(begun)}) AND _offset > CASE _share_partition {_cases(begun)} END, "
+                "FALSE)"
+            )
+            params += [*begun, *_pairs(begun)]
+        return int(self.store.execute(sql, params).rowcount or 0)
 
     def exists(self) -> bool:
         """Whether the table is in the database (its columns are then known, and one from
@@ -321,6 +331,18 @@ _PG_UDT = {
     "bytea": "BYTEA",
     "jsonb": "JSONB",
 }
+
+
+def _marks(offsets: Mapping[int, int]) -> str:
+    return ", ".join("?" for _ in offsets)
+
+
+def _cases(offsets: Mapping[int, int]) -> str:
+    return " ".join("WHEN ? THEN ?" for _ in offsets)
+
+
+def _pairs(offsets: Mapping[int, int]) -> list[int]:
+    return [n for pair in offsets.items() for n in pair]
 
 
 def _jsonb(text: str) -> Any:

@@ -88,7 +88,9 @@ class ResyncInfo:
     """What the application is told of a resync of one share topic: its id, resource,
     ``kind`` (``delta``: only changed keys; ``full``: every key of the share), the
     ``watermark`` (raw partition -> raw end offset it read up to), the partitions of
-    the share topic whose end marker was recorded, out of ``partitions``."""
+    the share topic whose end marker was recorded, out of ``partitions``, and
+    ``begun``: share partition -> offset of its begin marker, where one was seen
+    (what came after it on that partition was written after the resync began)."""
 
     resync: str
     resource: str
@@ -98,6 +100,7 @@ class ResyncInfo:
     partitions: int
     ended: frozenset[int] = field(default_factory=frozenset)
     complete: bool = False
+    begun: Mapping[int, int] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -109,6 +112,7 @@ class ResyncInfo:
             "partitions": self.partitions,
             "ended": sorted(self.ended),
             "complete": self.complete,
+            "begun": {str(p): o for p, o in sorted(self.begun.items())},
         }
 
 
@@ -130,6 +134,8 @@ def advance(
             partitions,
         )
         notices.append("begin")
+    if marker.marker == "begin" and marker.partition not in held.begun:
+        held = replace(held, begun={**held.begun, marker.partition: marker.offset})
     if held.complete or marker.marker != "end":
         return held, notices
     ended = held.ended | {marker.partition}

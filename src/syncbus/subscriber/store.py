@@ -154,7 +154,7 @@ class SqlStore:
             "CREATE TABLE IF NOT EXISTS syncbus_resyncs (resync TEXT PRIMARY KEY, "
             "resource TEXT NOT NULL, topic TEXT NOT NULL, kind TEXT NOT NULL, "
             "watermark TEXT NOT NULL, partitions INTEGER NOT NULL, ended TEXT NOT NULL, "
-            f"complete INTEGER NOT NULL, updated_at {d.real} NOT NULL)"
+            f"complete INTEGER NOT NULL, begun TEXT NOT NULL, updated_at {d.real} NOT NULL)"
         )
         self.commit()
 
@@ -325,14 +325,15 @@ class SqlStore:
         self.begin()
         created = self.execute(
             "INSERT INTO syncbus_resyncs (resync, resource, topic, kind, watermark, "
-            "partitions, ended, complete, updated_at) VALUES (?, ?, ?, ?, ?, ?, '[]', 0, ?) "
+            "partitions, ended, complete, begun, updated_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, '[]', 0, '{}', ?) "
             "ON CONFLICT (resync) DO NOTHING",
             (marker.resync, marker.resource, marker.topic, marker.kind,
-             _watermark_json(marker.watermark), partitions, time.time()),
+             _offsets_json(marker.watermark), partitions, time.time()),
         ).rowcount
         lock = "" if self.dialect is SQLITE else " FOR UPDATE"
         row = self.execute(
-            "SELECT resync, resource, topic, kind, watermark, partitions, ended, complete "
+            "SELECT resync, resource, topic, kind, watermark, partitions, ended, complete, begun "
             f"FROM syncbus_resyncs WHERE resync = ?{lock}",
             (marker.resync,),
         ).fetchone()
@@ -344,16 +345,16 @@ class SqlStore:
         """Store a resync's state (after ``claim_resync``), in the current transaction."""
         self.execute(
             "UPDATE syncbus_resyncs SET watermark = ?, partitions = ?, ended = ?, "
-            "complete = ?, updated_at = ? WHERE resync = ?",
-            (_watermark_json(info.watermark), info.partitions, json.dumps(sorted(info.ended)),
-             int(info.complete), time.time(), info.resync),
+            "complete = ?, begun = ?, updated_at = ? WHERE resync = ?",
+            (_offsets_json(info.watermark), info.partitions, json.dumps(sorted(info.ended)),
+             int(info.complete), _offsets_json(info.begun), time.time(), info.resync),
         )
 
     def resync(self, resync_id: str) -> ResyncInfo | None:
         """What the store holds of a resync (for applications and tests)."""
         self.begin()
         row = self.execute(
-            "SELECT resync, resource, topic, kind, watermark, partitions, ended, complete "
+            "SELECT resync, resource, topic, kind, watermark, partitions, ended, complete, begun "
             "FROM syncbus_resyncs WHERE resync = ?",
             (resync_id,),
         ).fetchone()
@@ -381,12 +382,12 @@ class SqlStore:
         self.connection.close()
 
 
-def _watermark_json(watermark: Mapping[int, int]) -> str:
+def _offsets_json(watermark: Mapping[int, int]) -> str:
     return json.dumps({str(p): o for p, o in sorted(watermark.items())})
 
 
 def _resync_info(row: Any) -> ResyncInfo:
-    resync, resource, topic, kind, watermark, partitions, ended, complete = row
+    resync, resource, topic, kind, watermark, partitions, ended, complete, begun = row
     return ResyncInfo(
         str(resync),
         str(resource),
@@ -396,4 +397,5 @@ def _resync_info(row: Any) -> ResyncInfo:
         int(partitions),
         frozenset(int(p) for p in json.loads(ended)),
         bool(complete),
+        {int(p): int(o) for p, o in json.loads(begun).items()},
     )

@@ -22,7 +22,11 @@ move a row back: ``upsert`` with a version writes only when the row is absent or
 older (live: ``_version < v``; resync: ``_version <= v``) and no tombstone of the
 key is newer (live: ``>=``; resync: ``>``); ``delete`` with a version removes an older
 row and remembers the version in ``syncbus_sink_tombstones`` (table, key, version,
-resync, raw partition), so an older snapshot cannot bring the key back.
+resync, raw partition), so an older snapshot cannot bring the key back. (One limit,
+on PostgreSQL's READ COMMITTED: an insert of an absent key checks the tombstones
+committed when it starts, so a snapshot written at the very moment another sink's
+uncommitted DELETE of that key removes the row can pass. Members of one group own
+disjoint keys; this needs two groups writing one database.)
 ``drop_unsent`` is the end of a full resync: rows the resync did not write whose
 version is below the watermark of their raw partition, except rows that another
 resync wrote after this one began (after its begin marker on their share

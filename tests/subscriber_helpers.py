@@ -1,5 +1,10 @@
 """Share events produced the way the router does (wire contract), for SDK and sink tests.
 
+Issue #17 (/work/notes/grant-contract.md): ``version=`` adds ``syncbus-source-offset``,
+``resync=`` makes a resync delivery (its id header, a delivery sequence that means
+nothing, a DELETE with neither before nor after), and ``marker(...)`` writes a begin
+or end marker to every partition of the share topic, key and value null.
+
 Until a test uses the real router, these helpers stand in for its output only: the
 view schema (fields above the grant's clearance masked to nullable strings or
 dropped, record names kept), its registration in ``syncbus.schemas``, single-object
@@ -28,16 +33,21 @@ from syncbus.core.topics import (
     H_EVENT_ID,
     H_FINGERPRINT,
     H_GRANT,
+    H_MARKER,
     H_OCCURRED_AT,
     H_OP,
     H_PUBLISHED_AT,
     H_REGION,
     H_RESOURCE,
+    H_RESYNC,
+    H_RESYNC_KIND,
     H_ROUTED_AT,
     H_SEQUENCE,
     H_SOURCE,
+    H_SOURCE_OFFSET,
     H_SOURCE_PARTITION,
     H_SUBSCRIBER,
+    H_WATERMARK,
     SCHEMAS_TOPIC,
     share_topic,
 )
@@ -128,11 +138,18 @@ class ShareProducer:
         source_partition: int = 0,
         event_id: str | None = None,
         skip_sequence: int = 0,
+        version: int | None = None,
+        resync: str | None = None,
     ) -> tuple[str, bytes, bytes, list[tuple[str, bytes]]]:
-        """(event id, key, value, headers) of one delivery; ``skip_sequence`` makes a gap."""
+        """(event id, key, value, headers) of one delivery; ``skip_sequence`` makes a gap.
+        A resync delivery does not advance the live delivery sequence and carries a
+        far-off one, which would be a gap if the SDK fed it to gap detection."""
         now = dt.datetime.now(dt.UTC)
-        seq = self._sequences.get(source_partition, 0) + 1 + skip_sequence
-        self._sequences[source_partition] = seq
+        if resync is None:
+            seq = self._sequences.get(source_partition, 0) + 1 + skip_sequence
+            self._sequences[source_partition] = seq
+        else:
+            seq = 1_000_000
         event_id = event_id or str(uuid.uuid4())
         key = str(record.get("id_number") or record.get("uscc") or uuid.uuid4())
         region = str(record.get("region", "320508"))
@@ -147,7 +164,7 @@ class ShareProducer:
             "sequence": seq,
             "occurred_at": now,
             "published_at": now,
-            "before": view if op == "DELETE" else None,
+            "before": view if op == "DELETE" and resync is None else None,
             "after": None if op == "DELETE" else view,
             "subscriber": self.subscriber,
             "delivery_sequence": seq,
@@ -170,6 +187,10 @@ class ShareProducer:
             (H_ROUTED_AT, micros),
             (H_SOURCE_PARTITION, str(source_partition).encode()),
         ]
+        if version is not None:
+            headers.append((H_SOURCE_OFFSET, str(version).encode()))
+        if resync is not None:
+            headers.append((H_RESYNC, resync.encode()))
         return event_id, key.encode(), self.codec.encode(self.fp, envelope), headers
 
     def send(
@@ -184,6 +205,25 @@ class ShareProducer:
             ids.append(event_id)
         self.producer.flush(30)
         return ids
+
+    def marker(
+        self,
+        resync: str,
+        marker: str,
+        kind: str = "full",
+        watermark: Mapping[int, int] | None = None,
+    ) -> None:
+        """A begin or end marker on every partition of the share topic, flushed."""
+        headers = [
+            (H_RESYNC, resync.encode()),
+            (H_MARKER, marker.encode()),
+            (H_RESYNC_KIND, kind.encode()),
+            (H_WATERMARK, json.dumps({str(p): o for p, o in (watermark or {}).items()}).encode()),
+            (H_RESOURCE, self.resource.encode()),
+        ]
+        for partition in range(self.partitions):
+            self.producer.produce(self.topic, None, None, partition=partition, headers=headers)
+        self.producer.flush(30)
 
     def send_raw(self, value: bytes, key: bytes = b"junk") -> None:
         self.producer.produce(self.topic, value, key)

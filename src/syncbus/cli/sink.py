@@ -41,7 +41,10 @@ def sink(
     topic_prefix: str,
     bootstrap: str | None,
 ) -> None:
-    """Upsert on key, delete on DELETE: one table per resource, equal to the share."""
+    """Upsert on key, delete on DELETE: one table per resource, equal to the share.
+
+    Rows take only newer versions; a full resync's end drops what the share lost
+    (README: "Versions and resyncs"); each resync's begin and completion are echoed."""
     from syncbus.sink import run_sink
     from syncbus.sink.grants import granted_resources
 
@@ -63,6 +66,12 @@ def sink(
             max_events=max_events,
             idle_timeout=timeout,
             topic_prefix=topic_prefix,
+            on_resync_begin=lambda info: click.echo(
+                f"resync {info.resync} of {info.resource} ({info.kind}) began", err=True
+            ),
+            on_resync_end=lambda info: click.echo(
+                f"resync {info.resync} of {info.resource} ({info.kind}) complete", err=True
+            ),
         )
     except KeyboardInterrupt:
         return

@@ -47,6 +47,14 @@ H_FINGERPRINT = "syncbus-fingerprint"
 # the one header of a delivery on a share topic: the delivery sequence (in the body)
 # runs per (subscriber, resource, source partition), and this names the partition
 H_SOURCE_PARTITION = "syncbus-source-partition"
+
+# issue #17 wire contract (/work/notes/grant-contract.md): the key's version on every
+# delivery, and what marks a resync's deliveries and its begin/end markers
+H_SOURCE_OFFSET = "syncbus-source-offset"   # raw offset of the event a delivery comes from
+H_RESYNC = "syncbus-resync"                 # resync id (32 hex chars) on every resync delivery and marker
+H_MARKER = "syncbus-marker"                 # b"begin" | b"end" on marker messages only
+H_RESYNC_KIND = "syncbus-resync-kind"       # b"delta" | b"full" on markers
+H_WATERMARK = "syncbus-watermark"           # on markers: JSON {"<raw partition>": <end offset>, ...}
 # no longer written by the router (each is in the body); subscribers of older
 # deliveries still read the last two when the body lacks them
 H_SUBSCRIBER = "syncbus-subscriber"

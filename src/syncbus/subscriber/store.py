@@ -1,4 +1,5 @@
-"""The subscriber's memory: event ids already handled and the last delivery sequences.
+"""The subscriber's memory: event ids already handled, the last delivery sequences,
+the version held per key and what it has seen of each resync.
 
 It lives in a SQL database, SQLite by default (WAL) or PostgreSQL, and is written
 inside the same transaction as whatever the handler writes through ``connection``:
@@ -14,10 +15,21 @@ Kafka offsets committed next say "applied": a sink row lost in a power cut after
 that is never delivered again. ``commit(durable=False)`` is for commits that a
 durable one follows before any offset (the subscriber's per-event commits): a power
 cut loses at most those, and their events come again.
+
+Versions (issue #17): ``syncbus_versions`` holds, per (resource, key), the highest
+version (raw offset) handled, and whether it was a DELETE (a tombstone: an older
+snapshot arriving later must not bring the key back). It is written in the same
+transaction as the handler's effect, never moves back, and is not pruned: pruning a
+tombstone would let an older snapshot resurrect its key. It holds one row per key the
+subscriber ever held. ``syncbus_resyncs`` holds one row per resync seen (id, resource,
+kind, watermark, which share partitions' end markers were recorded, complete or
+not); on PostgreSQL a marker locks its resync's row, so members of a group sharing
+the database record their ends one at a time and exactly one completes it.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
 import time
@@ -28,7 +40,8 @@ from pathlib import Path
 from typing import Any
 
 from syncbus.core.problems import redact_url
-from syncbus.subscriber.gaps import Stream
+from syncbus.subscriber.event import Marker
+from syncbus.subscriber.gaps import ResyncInfo, Stream
 
 DAY = 86_400.0
 
@@ -131,6 +144,17 @@ class SqlStore:
             "CREATE TABLE IF NOT EXISTS syncbus_sequences (resource TEXT NOT NULL, "
             f"source_partition INTEGER NOT NULL, last_sequence {d.bigint} NOT NULL, "
             "PRIMARY KEY (resource, source_partition))"
+        )
+        self.execute(
+            "CREATE TABLE IF NOT EXISTS syncbus_versions (resource TEXT NOT NULL, "
+            f"key TEXT NOT NULL, version {d.bigint} NOT NULL, deleted INTEGER NOT NULL, "
+            "PRIMARY KEY (resource, key))"
+        )
+        self.execute(
+            "CREATE TABLE IF NOT EXISTS syncbus_resyncs (resync TEXT PRIMARY KEY, "
+            "resource TEXT NOT NULL, topic TEXT NOT NULL, kind TEXT NOT NULL, "
+            "watermark TEXT NOT NULL, partitions INTEGER NOT NULL, ended TEXT NOT NULL, "
+            f"complete INTEGER NOT NULL, begun TEXT NOT NULL, updated_at {d.real} NOT NULL)"
         )
         self.commit()
 
@@ -248,6 +272,94 @@ class SqlStore:
                 (resource, partition, last),
             )
 
+    def versions(self, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], int]:
+        """The version held for each of these (resource, key) pairs that has one (one
+        query per resource and batch)."""
+        by_resource: dict[str, list[str]] = {}
+        for resource, key in dict.fromkeys(keys):
+            by_resource.setdefault(resource, []).append(key)
+        found: dict[tuple[str, str], int] = {}
+        self.begin()
+        for resource, names in by_resource.items():
+            if self.dialect is SQLITE:
+                marks = ",".join("?" * len(names))
+                rows = self.execute(
+                    "SELECT key, version FROM syncbus_versions WHERE resource = ? "
+                    f"AND key IN ({marks})",
+                    [resource, *names],
+                )
+            else:
+                rows = self.execute(
+                    "SELECT key, version FROM syncbus_versions WHERE resource = ? "
+                    "AND key = ANY(?)",
+                    [resource, names],
+                )
+            found.update({(resource, str(k)): int(v) for k, v in rows.fetchall()})
+        return found
+
+    def hold_version(self, resource: str, key: str, version: int, deleted: bool) -> None:
+        """Remember ``version`` as the key's, in the current transaction, unless a higher
+        one is held (a replay re-handles older versions; the held one never moves back)."""
+        self.begin()
+        self.execute(
+            "INSERT INTO syncbus_versions (resource, key, version, deleted) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT (resource, key) DO UPDATE SET version = excluded.version, "
+            "deleted = excluded.deleted WHERE syncbus_versions.version <= excluded.version",
+            (resource, key, version, int(deleted)),
+        )
+
+    def held_version(self, resource: str, key: str) -> tuple[int, bool] | None:
+        """(version, deleted) held for a key, or None: for applications and tests."""
+        self.begin()
+        row = self.execute(
+            "SELECT version, deleted FROM syncbus_versions WHERE resource = ? AND key = ?",
+            (resource, key),
+        ).fetchone()
+        return None if row is None else (int(row[0]), bool(row[1]))
+
+    def claim_resync(self, marker: Marker, partitions: int) -> ResyncInfo | None:
+        """The stored state of ``marker``'s resync, locked until the transaction ends
+        (PostgreSQL); None when this marker is the first of it the store sees, in which
+        case a row is claimed for it, so that concurrent members sharing the store
+        announce its begin once."""
+        self.begin()
+        created = self.execute(
+            "INSERT INTO syncbus_resyncs (resync, resource, topic, kind, watermark, "
+            "partitions, ended, complete, begun, updated_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, '[]', 0, '{}', ?) "
+            "ON CONFLICT (resync) DO NOTHING",
+            (marker.resync, marker.resource, marker.topic, marker.kind,
+             _offsets_json(marker.watermark), partitions, time.time()),
+        ).rowcount
+        lock = "" if self.dialect is SQLITE else " FOR UPDATE"
+        row = self.execute(
+            "SELECT resync, resource, topic, kind, watermark, partitions, ended, complete, begun "
+            f"FROM syncbus_resyncs WHERE resync = ?{lock}",
+            (marker.resync,),
+        ).fetchone()
+        if created == 1 or row is None:
+            return None
+        return _resync_info(row)
+
+    def save_resync(self, info: ResyncInfo) -> None:
+        """Store a resync's state (after ``claim_resync``), in the current transaction."""
+        self.execute(
+            "UPDATE syncbus_resyncs SET watermark = ?, partitions = ?, ended = ?, "
+            "complete = ?, begun = ?, updated_at = ? WHERE resync = ?",
+            (_offsets_json(info.watermark), info.partitions, json.dumps(sorted(info.ended)),
+             int(info.complete), _offsets_json(info.begun), time.time(), info.resync),
+        )
+
+    def resync(self, resync_id: str) -> ResyncInfo | None:
+        """What the store holds of a resync (for applications and tests)."""
+        self.begin()
+        row = self.execute(
+            "SELECT resync, resource, topic, kind, watermark, partitions, ended, complete, begun "
+            "FROM syncbus_resyncs WHERE resync = ?",
+            (resync_id,),
+        ).fetchone()
+        return None if row is None else _resync_info(row)
+
     def prune(self) -> None:
         """Keep at most ``max_ids`` ids, none older than ``max_age_seconds``."""
         self.execute(
@@ -268,3 +380,22 @@ class SqlStore:
     def close(self) -> None:
         self.rollback()
         self.connection.close()
+
+
+def _offsets_json(watermark: Mapping[int, int]) -> str:
+    return json.dumps({str(p): o for p, o in sorted(watermark.items())})
+
+
+def _resync_info(row: Any) -> ResyncInfo:
+    resync, resource, topic, kind, watermark, partitions, ended, complete, begun = row
+    return ResyncInfo(
+        str(resync),
+        str(resource),
+        str(topic),
+        str(kind),
+        {int(p): int(o) for p, o in json.loads(watermark).items()},
+        int(partitions),
+        frozenset(int(p) for p in json.loads(ended)),
+        bool(complete),
+        {int(p): int(o) for p, o in json.loads(begun).items()},
+    )

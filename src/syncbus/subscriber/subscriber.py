@@ -9,6 +9,17 @@ redelivered event whose id was recorded is skipped. A handler that takes the sto
 transaction as its id, which makes its effect exactly-once across ``kill -9``; a plain
 handler's id is committed right after it returns, so only a crash in between those
 two steps repeats it.
+
+Versions and resyncs (issue #17, ``batch`` and ``gaps`` hold the rules): a delivery
+older than the version held for its key is not handed on (``Event.version``,
+``Event.resync``); the version of each handled delivery is held in the store in the
+handler's transaction. Resync markers never reach the handler and are never
+dead-lettered: ``on_resync_begin(info)`` is called at the first marker of a resync
+and ``on_resync_end(info)`` once end markers are recorded for every partition of its
+share topic (``gaps.ResyncInfo``), each once per resync and store, inside the batch
+transaction (a callback may write through ``subscriber.store``, exactly once with the
+marker; if it raises, the loop stops before the marker and it comes again; a crash
+after a callback and before the batch commits calls it again, as with a handler).
 """
 
 from __future__ import annotations
@@ -31,13 +42,14 @@ from syncbus.core.topics import subscriber_dlq_topic
 from syncbus.subscriber.batch import BatchPreparer, Item
 from syncbus.subscriber.dlq import DeadLetters, HandlerFailed, RetryPolicy
 from syncbus.subscriber.event import Event
-from syncbus.subscriber.gaps import Gap, GapChecker
+from syncbus.subscriber.gaps import Gap, GapChecker, ResyncInfo, advance
 from syncbus.subscriber.metrics import SubscriberMetrics
 from syncbus.subscriber.schemas import SchemaResolver, reader_event_schema
 from syncbus.subscriber.store import SqlStore
 
 Handler = Callable[[Event], Any]
 TransactionalHandler = Callable[[Event, SqlStore], Any]
+ResyncCallback = Callable[[ResyncInfo], Any]
 Start = Literal["committed", "beginning"] | dt.datetime
 JOIN_GRACE_S = 60.0
 _IGNORED_ERRORS = (KafkaError._PARTITION_EOF, KafkaError.UNKNOWN_TOPIC_OR_PART)
@@ -53,7 +65,8 @@ class Subscriber:
     guarantees. ``start``: ``"committed"`` (the group's offsets, earliest for a new
     group), ``"beginning"`` or a datetime: a replay, which re-delivers events even if
     their ids are in the store (still recording them). ``topic_prefix`` matches a
-    router run with ``--topic-prefix`` (benchmarks, tests)."""
+    router run with ``--topic-prefix`` (benchmarks, tests). ``on_resync_begin`` and
+    ``on_resync_end`` (also settable as attributes) take a ``ResyncInfo``: module doc."""
 
     def __init__(
         self,
@@ -74,6 +87,8 @@ class Subscriber:
         poll_timeout: float = 0.5,
         consumer_config: Mapping[str, Any] | None = None,
         topic_prefix: str = "",
+        on_resync_begin: ResyncCallback | None = None,
+        on_resync_end: ResyncCallback | None = None,
     ) -> None:
         if not resources:
             raise ValueError(f"subscriber {subscriber_id!r}: name at least one resource")
@@ -121,6 +136,8 @@ class Subscriber:
         self._assigned = False  # holds partitions now (idle time counts only then)
         self._handled_through: dict[tuple[str, int], int] = {}  # committed asynchronously
         self._idle_since = time.monotonic()
+        self.on_resync_begin, self.on_resync_end = on_resync_begin, on_resync_end
+        self._partition_counts: dict[str, int] = {}
 
     # -- public API ------------------------------------------------------------------
 
@@ -152,7 +169,7 @@ class Subscriber:
         walk = self._walk(idle_timeout, lambda: max_events is not None and handled >= max_events)
         try:
             for item in walk:
-                if item.event is not None and not item.duplicate and item.error is None:
+                if item.event is not None and item.for_handler and item.error is None:
                     yield item.event
                     self._record(item.event, "handled")
                     self.store.commit(durable=False)  # _finish's commit makes it durable
@@ -227,13 +244,17 @@ class Subscriber:
             yield self._prepare.prepare(messages)
 
     def _process(self, item: Item, handler: Any, transactional: bool) -> int:
-        """1 when the handler took the event, 0 for duplicates and dead letters."""
+        """1 when the handler took the event, 0 for duplicates, stale deliveries, markers
+        and dead letters."""
+        if item.marker is not None or item.skipped is not None:
+            self._resync_marker(item)
+            return 0
         if item.error is not None:
             self._dead_letter(item, item.error, "undecodable")
             return 0
         event = item.event
         assert event is not None
-        if item.duplicate:
+        if item.duplicate or item.stale:
             return 0
         error = self._attempt(event, handler, transactional)
         if error is None:
@@ -268,12 +289,44 @@ class Subscriber:
 
     def _record(self, event: Event, outcome: str) -> None:
         self.store.record(event.event_id, outcome)
+        if outcome == "handled" and event.versioned:
+            assert event.version is not None and event.key is not None
+            self.store.hold_version(
+                event.resource, event.key, event.version, deleted=event.op == "DELETE"
+            )
         if outcome == "handled":
             labels = (self.subscriber_id, event.resource)
             self.metrics.events.labels(*labels).inc()
             self.metrics.end_to_end.labels(*labels).observe(
                 max(0.0, time.time() - event.occurred_at.timestamp())
             )
+
+    def _resync_marker(self, item: Item) -> None:
+        """Record a marker in the store and tell the application what it completes."""
+        marker = item.marker
+        if marker is None:
+            return  # malformed: logged where it was read, skipped
+        partitions = self._partitions(marker.topic, marker.partition)
+        with self.store.savepoint("syncbus_resync"):  # a failing callback undoes it all
+            held = self.store.claim_resync(marker, partitions)
+            state, notices = advance(held, marker, partitions)
+            self.store.save_resync(state)
+            for notice in notices:
+                callback = self.on_resync_begin if notice == "begin" else self.on_resync_end
+                if callback is not None:
+                    callback(state)
+
+    def _partitions(self, topic: str, seen: int) -> int:
+        """The share topic's partition count (metadata, asked again when a marker comes
+        from a partition beyond what is known: partitions were added)."""
+        known = self._partition_counts.get(topic, 0)
+        if seen < known:
+            return known
+        assert self._consumer is not None
+        metadata = self._consumer.list_topics(topic, timeout=30).topics.get(topic)
+        count = len(metadata.partitions) if metadata is not None and metadata.partitions else 0
+        self._partition_counts[topic] = max(count, seen + 1)
+        return self._partition_counts[topic]
 
     def _dead_letter(self, item: Item, error: Exception, reason: str) -> None:
         resource = self.topics.get(item.message.topic() or "", "")

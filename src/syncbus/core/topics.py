@@ -14,7 +14,7 @@ API:
     raw_topic(resource_id) -> "raw.<resource>"
     share_topic(subscriber_id, resource_id) -> "share.<subscriber>.<resource>"
     parse_share_topic(topic) -> (subscriber_id, resource_id)
-    DLQ_TOPIC, QUARANTINE_TOPIC, AUDIT_TOPIC, POLICY_TOPIC, SCHEMAS_TOPIC
+    DLQ_TOPIC, QUARANTINE_TOPIC, AUDIT_TOPIC, POLICY_TOPIC, SCHEMAS_TOPIC, RESYNC_TOPIC
     H_* header names; encode_header(value) -> bytes; decode_header(raw) -> str
 """
 
@@ -32,6 +32,8 @@ QUARANTINE_TOPIC = "syncbus.quarantine"
 AUDIT_TOPIC = "syncbus.audit"
 POLICY_TOPIC = "syncbus.policy"
 SCHEMAS_TOPIC = "syncbus.schemas"
+# the router's resync jobs and their progress per raw partition (compacted; router only)
+RESYNC_TOPIC = "syncbus.resync"
 
 H_EVENT_ID = "syncbus-event-id"
 H_SOURCE = "syncbus-source"
@@ -47,6 +49,14 @@ H_FINGERPRINT = "syncbus-fingerprint"
 # the one header of a delivery on a share topic: the delivery sequence (in the body)
 # runs per (subscriber, resource, source partition), and this names the partition
 H_SOURCE_PARTITION = "syncbus-source-partition"
+
+# issue #17 wire contract (/work/notes/grant-contract.md): the key's version on every
+# delivery, and what marks a resync's deliveries and its begin/end markers
+H_SOURCE_OFFSET = "syncbus-source-offset"   # raw offset of the event a delivery comes from
+H_RESYNC = "syncbus-resync"                 # resync id (32 hex chars) on every resync delivery and marker
+H_MARKER = "syncbus-marker"                 # b"begin" | b"end" on marker messages only
+H_RESYNC_KIND = "syncbus-resync-kind"       # b"delta" | b"full" on markers
+H_WATERMARK = "syncbus-watermark"           # on markers: JSON {"<raw partition>": <end offset>, ...}
 # no longer written by the router (each is in the body); subscribers of older
 # deliveries still read the last two when the body lacks them
 H_SUBSCRIBER = "syncbus-subscriber"

@@ -6,8 +6,10 @@ Header values are UTF-8 bytes (``encode_header``); numbers and timestamps
 Each fact of an event has one home on a share topic: the Avro envelope (id,
 source, resource, op, key, region, sequences, timestamps, subscriber, writer
 schema). The router reads no header of a raw event, forwards none to a
-subscriber, and adds only ``H_SOURCE_PARTITION``, the one thing the body does not
-carry (the raw partition that a delivery sequence runs on). The other ``H_*``
+subscriber, and adds only what the body does not carry: ``H_SOURCE_PARTITION``
+(the raw partition that a delivery sequence runs on) and ``H_SOURCE_OFFSET`` (the
+raw offset, the key's version); a resync adds ``H_RESYNC``, and its begin and end
+markers carry the ``H_MARKER`` set (issue #17 contract). The other ``H_*``
 names below are the publisher's on raw topics; nothing on the bus reads them.
 
 API:

@@ -21,7 +21,15 @@ from syncbus.core.masking import token
 from syncbus.core.views import ViewCache
 from syncbus.router.compiled import CompiledPolicy
 from syncbus.router.engine import RawMessage, RoutingEngine
-from syncbus.router.resync import Pacing, delete_of, marker, snapshot_of
+from syncbus.router.resync import (
+    Pacing,
+    delete_of,
+    event_ids,
+    fast_snapshot,
+    head_of,
+    marker,
+    snapshot_of,
+)
 from syncbus.router.resync_jobs import ResyncJob, job_id
 from syncbus.router.secrets import TokenSecrets
 
@@ -104,3 +112,44 @@ def test_job_ids_are_the_same_for_the_same_change_and_pacing_is_checked() -> Non
     assert job_id("policy", 7, "a", "b") != job_id("policy", 8, "a", "b")
     with pytest.raises(ValueError, match="pacing"):
         Pacing(chunk=0)
+
+
+@pytest.mark.parametrize("op", ["CREATE", "UPDATE", "DELETE"])
+def test_the_byte_level_snapshot_equals_the_decoded_one(bus: Bus, op: str) -> None:
+    codec = Codec()
+    rr = _policy(bus, codec).resource(RES)
+    stored = _stored(codec, rr.reader_fp, "CREATE" if op == "CREATE" else "UPDATE")
+    stored["op"] = op
+    raw = codec.encode(rr.reader_fp, stored)
+    head = head_of(raw, rr.reader_fp)
+    assert head is not None
+    assert (head.op, head.region, head.before_null) == (op, "320102", op == "CREATE")
+    assert raw[head.event_id].decode() == str(stored["event_id"])
+    [fresh] = event_ids(1)
+    assert str(uuid.UUID(fresh.decode())) == fresh.decode()
+    assert uuid.UUID(fresh.decode()).version == 4
+    if op == "CREATE":
+        assert fast_snapshot(raw, head, fresh) == snapshot_of(codec, rr.reader_fp, stored,
+                                                              fresh.decode())
+    assert head_of(b"\xc3\x01" + b"\x00" * 8 + raw[10:], rr.reader_fp) is None  # other writer
+    assert head_of(raw[:30], rr.reader_fp) is None  # truncated: decoded, dead-lettered
+
+
+def test_a_removed_subscriber_still_gets_its_deletes_routed(bus: Bus) -> None:
+    """The job keeps the grant's scopes, so a subscriber gone from streams/ is routed as
+    it was (its DELETEs, in the view it held) by the bus of the router at run time."""
+    from dataclasses import replace
+
+    from syncbus.router.resync import _Views
+
+    now = datetime(2026, 6, 1, tzinfo=UTC)
+    grant = next(g for g in bus.grants if g.key == f"{NANJING}/{RES}")
+    scoped = replace(grant, regions=bus.scopes(grant))
+    gone = replace(bus, subscribers={k: v for k, v in bus.subscribers.items() if k != NANJING},
+                   grants=tuple(g for g in bus.grants if g.subscriber != NANJING))
+    job = ResyncJob.of(job_id("removed"), NANJING, RES, "delta", "policy",
+                       "subscriber removed", scoped, None, now, now, False, now)
+    views = _Views(job, gone, TokenSecrets({NANJING: "s"}), NAMES)
+    assert views.old_route is not None and views.new_route is None
+    assert views.decide.decide("CREATE", "320102") == "DELETE"
+    assert views.decide.decide("CREATE", "320508") is None

@@ -15,6 +15,7 @@ none of that. ``--wait`` follows the job to its end and prints its audit record.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 import time
@@ -69,8 +70,9 @@ def resync(subscriber: str, resource: str, bootstrap: str | None, topic_prefix: 
         _refuse(f"{subscriber} has no grant in force on {resource} (none, pending, not "
                 f"approved by the owner, or expired): it has no share to resend; grant it "
                 f"in streams/grants.yaml and run `syncbus apply`")
+    scoped = dataclasses.replace(grant, regions=bus.scopes(grant))  # as routed now
     job = ResyncJob.of(request_id(), subscriber, resource, "full", "request", "requested",
-                       grant, grant, now, now, True, now)
+                       scoped, scoped, now, now, True, now)
     producer = Producer(connection.confluent(**{"enable.idempotence": True, "acks": "all"}))
     producer.produce(names.resync, job.to_bytes(), (JOB + job.id).encode())
     if producer.flush(60) > 0:

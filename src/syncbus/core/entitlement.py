@@ -25,7 +25,7 @@ API:
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Literal
 
@@ -163,17 +163,26 @@ class Resync:
     old_at: datetime
     new_at: datetime
     resend: bool = False
+    _decided: dict[str, Decision] = field(default_factory=dict, init=False, repr=False)
 
     def decide(self, op: str, region: str | None) -> Decision:
         """SNAPSHOT, DELETE or nothing for a key whose latest record is (``op``, ``region``).
 
         A key whose latest record is a DELETE is in nobody's share: live routing told
-        whoever held it. Raises ``UnroutableEvent`` for a record with no region.
+        whoever held it. Raises ``UnroutableEvent`` for a record with no region. The
+        answer depends on the region alone (the times are fixed), so it is remembered.
         """
         if op in _NO_STATE:
             return None
         if not region:
             raise UnroutableEvent(f"{op} record of {self.resource} has no region to route on")
+        try:
+            return self._decided[region]
+        except KeyError:
+            decided = self._decided[region] = self._decide(region)
+            return decided
+
+    def _decide(self, region: str) -> Decision:
         in_new = self._routed(self.new_table, region, self.new_at)
         if in_new:
             return "SNAPSHOT" if self.resend or not self._routed(

@@ -25,6 +25,7 @@ versions are equal and a resync delivery is applied when its version is >=).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -33,7 +34,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
 from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 
@@ -41,9 +42,9 @@ from syncbus.admin.compacted import watermarks
 from syncbus.admin.names import TopicNames
 from syncbus.connection import Connection
 from syncbus.core import topics as t
-from syncbus.core.codec import Codec
+from syncbus.core.codec import HEADER_LEN, MAGIC, Codec
 from syncbus.core.entitlement import Resync, one_grant_bus
-from syncbus.core.model import Bus
+from syncbus.core.model import Bus, Grant, Subscriber
 from syncbus.core.policy import UnroutableEvent
 from syncbus.core.views import ViewCache
 from syncbus.router.compiled import CompiledPolicy, GrantRoute, schema_record
@@ -70,13 +71,91 @@ class Pacing:
             raise ValueError(f"resync pacing must be positive: {self}")
 
 
-def snapshot_of(codec: Codec, reader_fp: bytes, record: dict[str, Any]) -> bytes:
+def snapshot_of(codec: Codec, reader_fp: bytes, record: dict[str, Any],
+                event_id: str | None = None) -> bytes:
     """A stored record as a SNAPSHOT raw event: op SNAPSHOT, before null, a fresh event
     id, encoded with the resource's latest schema (so the byte path can vouch for it)."""
     event = dict(record)
-    event.update(event_id=str(uuid.uuid4()), op="SNAPSHOT", before=None, subscriber=None,
-                 delivery_sequence=None, routed_at=None)
+    event.update(event_id=event_id or str(uuid.uuid4()), op="SNAPSHOT", before=None,
+                 subscriber=None, delivery_sequence=None, routed_at=None)
     return codec.encode(reader_fp, event)
+
+
+class Head(NamedTuple):
+    """What a resync reads of a stored event without decoding its records."""
+
+    op: str
+    region: str | None
+    event_id: slice  # where its 36 characters are
+    op_at: int  # the byte of the op (a one-byte zig-zag enum index)
+    before_null: bool
+
+
+_OPS = ("CREATE", "UPDATE", "DELETE", "SNAPSHOT", "HEARTBEAT")
+_SNAPSHOT_BYTE = b"\x06"  # zig-zag of enum index 3
+_UUID_LENGTH = 72  # zig-zag of 36
+
+
+def head_of(raw: bytes, reader_fp: bytes) -> Head | None:
+    """The envelope's head, read from the bytes (``docs/architecture.md``: single-object
+    encoding, then event_id, source, resource, op, key, region, sequence, occurred_at,
+    published_at, before); None when the writer is not ``reader_fp`` or the bytes are not
+    that layout with short strings (under 64 bytes, one length byte): the caller then
+    decodes, and whatever is bad is dead-lettered."""
+    if raw[2:HEADER_LEN] != reader_fp or raw[:2] != MAGIC:
+        return None
+    try:
+        if raw[HEADER_LEN] != _UUID_LENGTH:
+            return None
+        at = HEADER_LEN + 37
+        for _ in range(2):  # source, resource: one zig-zag length byte, then the text
+            size = raw[at]
+            if size & 0x81:
+                return None
+            at += 1 + (size >> 1)
+        op_at, op = at, raw[at]
+        if op & 1 or op >> 1 >= len(_OPS):
+            return None
+        at += 1
+        texts: list[str | None] = []
+        for _ in range(2):  # key, region: union branch 0 (null) or 1 (string)
+            branch = raw[at]
+            if branch == 0:
+                texts.append(None)
+                at += 1
+                continue
+            size = raw[at + 1]
+            if branch != 2 or size & 0x81:
+                return None
+            texts.append(raw[at + 2:at + 2 + (size >> 1)].decode())
+            at += 2 + (size >> 1)
+        for _ in range(3):  # sequence, occurred_at, published_at: varints
+            while raw[at] & 0x80:
+                at += 1
+            at += 1
+        event_id = slice(HEADER_LEN + 1, HEADER_LEN + 37)
+        return Head(_OPS[op >> 1], texts[1], event_id, op_at, raw[at] == 0)
+    except (IndexError, UnicodeDecodeError):
+        return None
+
+
+def fast_snapshot(raw: bytes, head: Head, event_id: bytes) -> bytes:
+    """``snapshot_of`` in the bytes, for a stored event with no ``before`` (a CREATE or a
+    SNAPSHOT): the op byte and the 36 characters of the event id replaced."""
+    return b"".join((raw[:head.event_id.start], event_id, raw[head.event_id.stop:head.op_at],
+                     _SNAPSHOT_BYTE, raw[head.op_at + 1:]))
+
+
+def event_ids(n: int) -> list[bytes]:
+    """``n`` fresh random (version 4) uuids as their 36 ASCII characters, from one read
+    of the system's randomness (``uuid.uuid4`` reads it once per id: 9 us here)."""
+    noise = os.urandom(16 * n).hex()
+    out = []
+    for i in range(0, 32 * n, 32):
+        h = noise[i:i + 32]
+        variant = "89ab"[int(h[16], 16) & 3]
+        out.append(f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{variant}{h[17:20]}-{h[20:]}".encode())
+    return out
 
 
 def delete_of(codec: Codec, route: GrantRoute, record: dict[str, Any], routed_at: int
@@ -110,6 +189,7 @@ class _Views:
                  ) -> None:
         old, new = job.grants()
         old_at, new_at = job.times()
+        bus = _with_subscriber(bus, old or new)
         self.codec = Codec()
         views = ViewCache(bus.schemas.envelope)
         dlq_secret = os.urandom(32)
@@ -124,6 +204,19 @@ class _Views:
         self.decide = Resync(job.subscriber, job.resource, self.old.table, self.new.table,
                              old_at, new_at, job.resend or job.kind == "full")
         self.new_at = new_at
+        # the key is delivered in the same form by both views (token or not, one secret):
+        # a SNAPSHOT then replaces the row the subscriber holds, with no DELETE before it
+        self.same_keys = (self.old_route is None or self.new_route is None or (
+            self.old_route.view.plan.key_action == self.new_route.view.plan.key_action))
+
+
+def _with_subscriber(bus: Bus, grant: Grant | None) -> Bus:
+    """``bus``, with the job's subscriber declared if ``streams/`` removed it: its grant
+    names its regions (the job stored its scopes), so it routes as it did then."""
+    if grant is None or grant.subscriber in bus.subscribers:
+        return bus
+    gone = Subscriber(grant.subscriber, grant.subscriber, "city", grant.regions[0])
+    return dataclasses.replace(bus, subscribers={**bus.subscribers, gone.id: gone})
 
 
 class ResyncRun:
@@ -242,19 +335,29 @@ class ResyncRun:
         snapshots: list[RawMessage] = []
         out: list[OutMessage] = []
         routed_at = int(time.time() * 1_000_000)
-        for message in messages:
+        ids = event_ids(len(messages))
+        for i, message in enumerate(messages):
             raw = RawMessage(self.raw, partition, message.offset(), message.key(),
                              message.value(), None)
+            value = raw.value or b""
             try:
-                record = v.codec.decode(raw.value or b"", v.rr.reader_fp)[0]
+                head = head_of(value, v.rr.reader_fp)
+                if head is not None and head.before_null and v.same_keys:
+                    decision = v.decide.decide(head.op, head.region)  # no decoding at all
+                    if decision == "SNAPSHOT":
+                        snapshots.append(raw._replace(value=fast_snapshot(value, head, ids[i])))
+                        continue
+                    if decision is None:
+                        continue
+                record = v.codec.decode(value, v.rr.reader_fp)[0]
                 decision = v.decide.decide(record["op"], record["region"])
             except (ValueError, UnroutableEvent, KeyError):  # the engine says why
                 snapshots.append(raw)
                 continue
             if decision == "SNAPSHOT":
-                snapshots.append(raw._replace(value=snapshot_of(v.codec, v.rr.reader_fp, record)))
-                if v.old_route is not None and v.new_route is not None and not self._same_key(
-                        record["key"]):  # the key's form changed: drop the one held
+                snapshots.append(raw._replace(
+                    value=snapshot_of(v.codec, v.rr.reader_fp, record, ids[i].decode())))
+                if not v.same_keys and not self._same_key(record["key"]):
                     out.append(self._delete(v.old_route, record, raw, routed_at, rid))
             elif decision == "DELETE" and v.old_route is not None:
                 out.append(self._delete(v.old_route, record, raw, routed_at, rid))
@@ -264,15 +367,15 @@ class ResyncRun:
             for name_value in routed.schemas:
                 self.producer.produce(self.names.schemas, key=name_value[0].encode(),
                                       value=name_value[1])
-            for topic, key, value, headers in routed.deliveries:
-                out.append((topic, key, value, [*headers, rid]))
+            for topic, key, body, headers in routed.deliveries:
+                out.append((topic, key, body, [*headers, rid]))
             progress.snapshots += len(routed.deliveries)
             progress.dead_letters += len(routed.dead)
             out += routed.dead + routed.quarantine
-        for topic, key, value, headers in out:
+        for topic, key, body, headers in out:
             while True:
                 try:
-                    self.producer.produce(topic, value, key, headers=cast(Any, headers))
+                    self.producer.produce(topic, body, key, headers=cast(Any, headers))
                     break
                 except BufferError:
                     self.producer.poll(0.1)
@@ -281,12 +384,15 @@ class ResyncRun:
             masker.forget()
 
     def _same_key(self, key: str | None) -> bool:
+        """Whether the subscriber holds ``key`` in the form the new view delivers it."""
         v = self.v
-        assert v.old_route is not None and v.new_route is not None
+        if v.old_route is None or v.new_route is None:
+            return True
         return v.old_route.masker.key(key) == v.new_route.masker.key(key)
 
-    def _delete(self, route: GrantRoute, record: dict[str, Any], raw: RawMessage,
+    def _delete(self, route: GrantRoute | None, record: dict[str, Any], raw: RawMessage,
                 routed_at: int, rid: tuple[str, bytes]) -> OutMessage:
+        assert route is not None
         key, value = delete_of(self.v.codec, route, record, routed_at)
         headers = [(t.H_SOURCE_PARTITION, str(raw.partition).encode()),
                    (t.H_SOURCE_OFFSET, str(raw.offset).encode()), rid]

@@ -20,10 +20,12 @@ token secrets again for no gain; an executor would give no bound on how many run
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 from confluent_kafka import Producer
@@ -32,10 +34,10 @@ from syncbus.admin.names import TopicNames
 from syncbus.connection import Connection
 from syncbus.core.entitlement import EntitlementChange, entitlement_changes, expiries_between
 from syncbus.core.model import Bus
-from syncbus.core.policy import grant_to_dict
+from syncbus.core.policy import UnroutableEvent, grant_to_dict
 from syncbus.router.resync import Pacing, ResyncRun
-from syncbus.router.resync_jobs import Cause, JobStore, ResyncJob, job_id
-from syncbus.router.secrets import TokenSecrets
+from syncbus.router.resync_jobs import DONE, JOB, Cause, JobStore, ResyncJob, job_id
+from syncbus.router.secrets import MissingSecret, TokenSecrets
 
 log = logging.getLogger("syncbus.router.resync")
 CLOCK = "clock/expiry"  # the time up to which expiries were looked for (survives restarts)
@@ -68,17 +70,21 @@ class ResyncRunner:
     def policy_changed(self, old: Bus, new: Bus, version: int, now: datetime) -> list[str]:
         """Submit a delta job per changed (subscriber, resource); their ids."""
         changes = entitlement_changes(old, new, now, now)
-        return [self._submit(c, "policy", now, now, ("policy", version), now) for c in changes]
+        return [self._submit(c, "policy", now, now, ("policy", version), now, old, new)
+                for c in changes]
 
     def tick(self, now: datetime) -> None:
         """Read others' job records, submit the jobs of expiries passed, start a job."""
         self.store.poll()
         if now > self.expiry_since:
-            for change in expiries_between(self.bus_of(), self.expiry_since, now):
-                assert change.old is not None and change.old.expires is not None
-                expires = change.old.expires
-                self._submit(change, "expiry", expires - timedelta(microseconds=1), expires,
-                             ("expiry", expires.isoformat()), now)
+            bus = self.bus_of()
+            since = self.expiry_since
+            if any(g.expires is not None and since < g.expires <= now for g in bus.grants):
+                for change in expiries_between(bus, since, now):
+                    assert change.old is not None and change.old.expires is not None
+                    expires = change.old.expires
+                    self._submit(change, "expiry", expires - timedelta(microseconds=1),
+                                 expires, ("expiry", expires.isoformat()), now, bus, bus)
             self.expiry_since = now
             if time.monotonic() - self._clock_written > 30:
                 self.store.write(CLOCK, now.isoformat().encode())
@@ -92,12 +98,17 @@ class ResyncRunner:
                 return
 
     def _submit(self, change: EntitlementChange, cause: Cause, old_at: datetime,
-                new_at: datetime, why: tuple[str, object], now: datetime) -> str:
+                new_at: datetime, why: tuple[str, object], now: datetime, old_bus: Bus,
+                new_bus: Bus) -> str:
+        """Write the job; its grants carry their scopes as explicit regions, so it routes
+        as it did then even if the subscriber's region, or the subscriber, is gone."""
         old = None if change.old is None else grant_to_dict(change.old)
         new = None if change.new is None else grant_to_dict(change.new)
         id_ = job_id(*why, change.subscriber, change.resource, old, new)
+        old_grant = change.old and replace(change.old, regions=old_bus.scopes(change.old))
+        new_grant = change.new and replace(change.new, regions=new_bus.scopes(change.new))
         job = ResyncJob.of(id_, change.subscriber, change.resource, "delta", cause,
-                           change.change, change.old, change.new, old_at, new_at,
+                           change.change, old_grant, new_grant, old_at, new_at,
                            change.resends_view, now)
         if self.store.submit(job):
             log.warning("resync %s submitted: %s of %s for %s", id_, change.change,
@@ -113,6 +124,13 @@ class ResyncRunner:
         try:
             ResyncRun(job, self.bus_of(), self.connection, self.names, self.secrets,
                       self.producer, self.store, self.pacing, self._stopping.is_set).run()
+        except (MissingSecret, UnroutableEvent) as exc:  # will not get better by retrying
+            log.error("resync %s cannot run: %s", job.id, exc)
+            self.store.write(DONE + job.id, json.dumps({
+                "kind": "resync", "resync": job.id, "subscriber": job.subscriber,
+                "resource": job.resource, "cause": job.cause, "change": job.change,
+                "error": str(exc)}).encode())
+            self.store.write(JOB + job.id, None)
         except Exception:  # the job stays pending: retried, from its progress, shortly
             self._failed_at[job.id] = time.monotonic()
             log.error("resync %s failed; it will continue from its progress", job.id,

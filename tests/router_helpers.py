@@ -142,10 +142,12 @@ class ShareReader:
             return self.codec.decode(value)[0]
 
     def events(self, subscriber: str, resource: str, timeout: float = 2.0) -> list[dict]:
+        """The events of a share topic, decoded; markers (issue #17) are left out."""
         topic = self.names.share(subscriber, resource)
         return [self.decode(m.value()) | {"_headers": dict(m.headers() or []),
                                           "_key": m.key()}
-                for m in read_topic(self.bootstrap, topic, timeout)]
+                for m in read_topic(self.bootstrap, topic, timeout)
+                if m.value() is not None]  # resync begin/end markers carry no event
 
 
 def wait_for(check: Callable[[], Any], timeout: float, what: str, every: float = 0.5) -> Any:

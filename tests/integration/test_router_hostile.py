@@ -9,7 +9,7 @@ citizen ID, each event carrying its own real citizen ID and name. Then:
 
 - ``syncbus.dlq`` and every L2 subscriber's share hold none of those IDs or names,
   in values, keys or headers, and no share message carries a header but the source
-  partition (so no publisher header, not even at L4);
+  partition and offset (so no publisher header, not even at L4);
 - every good event and every valid hostile event reached the province, by event id;
 - each undecodable event has exactly one dead letter (counted by origin offset) and
   one quarantine record, and the router process is the one started, still running.
@@ -160,7 +160,8 @@ def run_hostile_scenario(bootstrap: str, tmp_path: Path) -> None:
         assert leaked == set(), f"{len(leaked)} masked values found in clear"
         for subscriber in (*L2, "province.jiangsu"):
             for message in read_topic(bootstrap, names.share(subscriber, RES), 0.5):
-                assert [h for h, _ in message.headers()] == [t.H_SOURCE_PARTITION]
+                assert [h for h, _ in message.headers()] == [t.H_SOURCE_PARTITION,
+                                                              t.H_SOURCE_OFFSET]
         assert router.alive() and router.proc is not None and router.proc.pid == pid
         assert time.monotonic() - started < 240
     finally:

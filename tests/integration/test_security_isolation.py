@@ -56,7 +56,8 @@ def seeded(secure_kafka: SecureKafka, bus: Bus) -> SecureKafka:
     producer = Producer(secure_kafka.admin.confluent())
     for topic in sorted(_raw(bus) | _share_topics(bus)):
         for partition in range(3):
-            producer.produce(topic, b"probe", partition=partition)
+            # raw topics are compacted: the broker refuses a record without a key
+            producer.produce(topic, b"probe", b"probe", partition=partition)
     assert producer.flush(30) == 0
     return secure_kafka
 

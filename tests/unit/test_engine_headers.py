@@ -1,8 +1,9 @@
 """What leaves the router carries no personal data it would mask, whatever the input.
 
-- A delivery carries one header, the source partition: every other fact is in its
-  Avro body, and no header a publisher sends (``x-leak`` with a citizen ID, or a
-  ``syncbus-*`` one) reaches a subscriber, on the byte path and the Python path.
+- A delivery carries two headers, the source partition and the source offset (the
+  key's version, issue #17): every other fact is in its Avro body, and no header a
+  publisher sends (``x-leak`` with a citizen ID, or a ``syncbus-*`` one) reaches a
+  subscriber, on the byte path and the Python path.
 - A dead letter in ``syncbus.dlq`` holds its origin and reason, the record masked
   when it decodes and no body when it does not (truncated, unknown writer, not
   Avro); the raw event is kept in ``syncbus.quarantine`` for ``dlq redrive``.
@@ -61,15 +62,21 @@ def _secrets_of(record: dict[str, Any]) -> list[bytes]:
 
 
 @pytest.mark.parametrize("byte_path", [True, False])
-def test_a_delivery_carries_only_its_source_partition(bus: Bus, byte_path: bool) -> None:
+def test_a_delivery_carries_only_its_source_partition_and_offset(
+    bus: Bus, byte_path: bool
+) -> None:
     engine = _engine(bus, byte_path)
-    batch = [_raw(bus, i, r)[0] for i, r in enumerate(REGIONS)]
+    batch = [_raw(bus, 1000 + i, r)[0] for i, r in enumerate(REGIONS)]
     out = engine.process(batch, datetime.now(UTC), lambda _: 0)
     assert not out.dead and len(out.deliveries) >= 8
     if byte_path:
         assert engine._byte_routes[NAMES.raw(RES)].routed == len(batch)
-    for _topic, _key, _value, headers in out.deliveries:
-        assert list(headers) == [(t.H_SOURCE_PARTITION, b"1")]
+    offsets = {m.value[10:47]: m.offset for m in batch if m.value}  # by event id bytes
+    for _topic, _key, value, headers in out.deliveries:
+        assert value is not None
+        offset = offsets[value[10:47]]
+        assert list(headers) == [(t.H_SOURCE_PARTITION, b"1"),
+                                 (t.H_SOURCE_OFFSET, str(offset).encode())]
 
 
 def _truncated(bus: Bus) -> tuple[RawMessage, dict[str, Any]]:

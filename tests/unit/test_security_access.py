@@ -66,6 +66,14 @@ def test_only_the_router_writes_audit_and_nobody_writes_the_policy(bus: Bus) -> 
     assert quarantine_readers == set()
 
 
+def test_only_the_router_reads_and_writes_its_resync_jobs(bus: Bus) -> None:
+    bindings = acl_bindings(bus, now=NOW)
+    users = {b.principal for b in bindings if b.name == "syncbus.resync"}
+    assert users == {ROUTER}
+    assert "topic:syncbus.resync" in rights(bindings, ROUTER, "read")
+    assert "topic:syncbus.resync" in rights(bindings, ROUTER, "write")
+
+
 def test_changes_add_missing_and_remove_what_no_longer_follows(bus: Bus) -> None:
     before = acl_bindings(bus, now=NOW)
     grants = tuple(g for g in bus.grants

@@ -1,7 +1,11 @@
 """``syncbus apply``: make the cluster match the bus, like ``kubectl apply``.
 
 Creates the raw, share and side topics, then publishes the policy (the bus and
-one record per grant) and every raw event schema. Running it again changes
+one record per grant) and every raw event schema. Raw topics are compacted: the
+latest record per entity key is that entity's current state, which a resync after
+a grant change reads (README, "State and resync"); an existing topic whose
+configuration differs from the plan (a raw topic created before compaction) is
+switched with an incremental config change and reported. Running it again changes
 nothing that already matches: existing topics are reported, unchanged policy and
 schema records are not written again, grants removed from ``streams/`` are
 tombstoned so the router stops them.
@@ -16,6 +20,8 @@ from pathlib import Path
 from confluent_kafka import KafkaException, Producer
 from confluent_kafka.admin import (  # type: ignore[attr-defined]
     AdminClient,
+    AlterConfigOpType,
+    ConfigEntry,
     ConfigResource,
     NewTopic,
 )
@@ -53,6 +59,7 @@ class ApplyReport:
     created: list[str] = field(default_factory=list)
     existing: list[str] = field(default_factory=list)
     mismatched: list[str] = field(default_factory=list)
+    reconfigured: list[str] = field(default_factory=list)  # "topic: key=value (was ...)"
     policy_written: list[str] = field(default_factory=list)
     schemas_written: list[str] = field(default_factory=list)
     security: SecurityReport | None = None
@@ -65,6 +72,7 @@ class ApplyReport:
         return [
             f"topics: {len(self.created)} created, {len(self.existing)} existing",
             *(f"  created {name}" for name in self.created),
+            *(f"  reconfigured {line}" for line in self.reconfigured),
             *(f"  WARNING {line}" for line in self.mismatched),
             f"policy: {len(self.policy_written)} records written",
             f"schemas: {len(self.schemas_written)} written",
@@ -74,7 +82,9 @@ class ApplyReport:
 
 def topic_plan(bus: Bus, names: TopicNames, partitions: int) -> list[TopicSpec]:
     """Every topic the bus needs; share topics exist for pending grants too, ready for approval."""
-    specs = [TopicSpec(names.raw(r), partitions) for r in sorted(bus.resources)]
+    # compacted: the latest record per entity key is the entity's state (a DELETE stays
+    # as its key's last record), read by resyncs; offsets, the versions, survive it
+    specs = [TopicSpec(names.raw(r), partitions, dict(COMPACTED)) for r in sorted(bus.resources)]
     for grant in bus.grants:
         resource = bus.resources.get(grant.resource)
         if resource is not None and resource.sharing != "not_shared":
@@ -89,6 +99,8 @@ def topic_plan(bus: Bus, names: TopicNames, partitions: int) -> list[TopicSpec]:
         TopicSpec(names.audit, partitions),
         TopicSpec(names.policy, 1, COMPACTED),
         TopicSpec(names.schemas, 1, COMPACTED),
+        # the router's resync jobs and their progress per raw partition (router.resync)
+        TopicSpec(names.resync, 1, COMPACTED),
     ]
     return specs
 
@@ -119,6 +131,7 @@ def ensure_topics(
                 f"{spec.name} has {len(have.partitions)} partitions, the plan says "
                 f"{spec.partitions}; partitions are never changed by apply"
             )
+    reconfigure(admin, [s for s in specs if s.config and s.name in existing], report)
     if not wanted:
         return
     futures = admin.create_topics(
@@ -135,6 +148,40 @@ def ensure_topics(
             if "TOPIC_ALREADY_EXISTS" not in str(exc):
                 raise RuntimeError(f"cannot create topic {name}: {exc}") from exc
             report.existing.append(name)
+
+
+def reconfigure(admin: AdminClient, specs: list[TopicSpec], report: ApplyReport) -> None:
+    """Set on existing topics the configuration values of the plan that differ, one
+    incremental change per topic (other settings an operator made are kept)."""
+    if not specs:
+        return
+    resources = [ConfigResource(ConfigResource.Type.TOPIC, s.name) for s in specs]
+    described = admin.describe_configs(resources)
+    changes = []
+    for spec, resource in zip(specs, resources, strict=True):
+        try:
+            have = described[resource].result(60)
+        except Exception as exc:
+            raise RuntimeError(f"cannot describe the configuration of topic {spec.name}: "
+                               f"{exc}") from exc
+        entries = []
+        for key, value in sorted(spec.config.items()):
+            old = have[key].value if key in have else None
+            if old != value:
+                entries.append(ConfigEntry(key, value,
+                                           incremental_operation=AlterConfigOpType.SET))
+                report.reconfigured.append(f"{spec.name}: {key}={value} (was {old})")
+        if entries:
+            changes.append(ConfigResource(ConfigResource.Type.TOPIC, spec.name,
+                                          incremental_configs=entries))
+    if not changes:
+        return
+    for resource, future in admin.incremental_alter_configs(changes).items():
+        try:
+            future.result(60)
+        except Exception as exc:
+            raise RuntimeError(f"cannot change the configuration of topic {resource.name}: "
+                               f"{exc}") from exc
 
 
 def _publish_changes(

@@ -51,3 +51,7 @@ class TopicNames:
     @property
     def schemas(self) -> str:
         return self.prefix + topics.SCHEMAS_TOPIC
+
+    @property
+    def resync(self) -> str:
+        return self.prefix + topics.RESYNC_TOPIC

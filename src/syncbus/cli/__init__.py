@@ -25,6 +25,7 @@ COMMANDS: dict[str, str] = {
     "sla": "syncbus.cli.sla:sla",
     "monitor": "syncbus.cli.monitor:monitor",
     "dlq": "syncbus.cli.dlq:dlq",
+    "resync": "syncbus.cli.resync:resync",
 }
 
 HELP = """syncbus: real-time data sharing between departments on Apache Kafka.

@@ -55,6 +55,13 @@ def _default_workdir() -> str:
     help="Stop (before acking) when this many valid events in a row fail to route: "
     "a broken router. Bad input never counts: it is dead-lettered and quarantined.",
 )
+@click.option("--resync-chunk", type=click.IntRange(1), default=2000, show_default=True,
+              help="Records a resync reads and sends at a time (issue #17).")
+@click.option("--resync-rest", type=click.FloatRange(0), default=0.5, show_default=True,
+              help="After each resync chunk, rest this many times the chunk's own time, so "
+              "live routing keeps its latency.")
+@click.option("--resync-pause", type=click.FloatRange(0), default=0.0, show_default=True,
+              help="And this many seconds more (tests slow a resync down with it).")
 @click.option("--metrics-port", type=int, default=0, help="Serve Prometheus metrics (0: off).")
 @click.option("--loglevel", default="WARNING", show_default=True)
 def router(
@@ -66,6 +73,9 @@ def router(
     batch: int,
     replication: int | None,
     max_consecutive_dead: int,
+    resync_chunk: int,
+    resync_rest: float,
+    resync_pause: float,
     metrics_port: int,
     loglevel: str,
 ) -> None:
@@ -75,6 +85,7 @@ def router(
     from syncbus.admin.names import TopicNames
     from syncbus.connection import Connection
     from syncbus.router.app import RouterConfig, run
+    from syncbus.router.resync import Pacing
     from syncbus.router.secrets import MissingSecret, SecretsError, TokenSecrets
 
     # Faust creates only the last level of its data directory, and resolves a relative
@@ -103,6 +114,7 @@ def router(
         replication=replication,
         max_consecutive_dead=max_consecutive_dead,
         loglevel=loglevel,
+        resync=Pacing(resync_chunk, resync_rest, resync_pause),
     )
     if metrics_port:
         start_http_server(metrics_port, registry=REGISTRY)

@@ -13,8 +13,9 @@ Principals (SASL/SCRAM user names, ``User:<name>`` on the broker):
   named ``<itself>`` or starting ``<itself>.``, reads ``syncbus.schemas`` and the
   policy (the sink finds its resources there: the catalog, never data);
 - ``syncbus-router``: reads raw topics and the policy, writes share topics and the
-  side topics, owns the topics, groups and transactional ids starting
-  ``syncbus-router`` (its Faust app id, changelog and assignor topics).
+  side topics, reads and writes ``syncbus.resync`` (its resync jobs), owns the
+  topics, groups and transactional ids starting ``syncbus-router`` (its Faust app
+  id, changelog and assignor topics).
 Nobody but the router writes ``syncbus.audit``; nobody but the admin writes
 ``syncbus.policy``; only the admin reads ``syncbus.quarantine`` and the raw side of
 ``syncbus.dlq``.
@@ -100,6 +101,8 @@ def _router(prefix: str) -> set[AclBinding]:
         rights |= _topic(ROUTER, prefix + side, "write", "describe")
     rights |= _topic(ROUTER, prefix + topics.POLICY_TOPIC, "read", "describe")
     rights |= _topic(ROUTER, prefix + topics.SCHEMAS_TOPIC, "read", "write", "describe")
+    # its resync jobs and their progress: written and read back after a restart
+    rights |= _topic(ROUTER, prefix + topics.RESYNC_TOPIC, "read", "write", "describe")
     # its own Faust topics (changelog, assignor), groups and transactional ids
     rights |= _topic(ROUTER, ROUTER, "read", "write", "describe", "create", "describe_configs",
                      pattern="prefixed")

@@ -10,6 +10,7 @@ and whether a region move reaches a subscriber as DELETE, CREATE or UPDATE.
 API:
     POLICY_FORMAT: version of this layout
     bus_to_dict(bus) -> dict; bus_from_dict(d) -> Bus
+    grant_to_dict(grant) -> dict; grant_from_dict(d) -> Grant
     parse_duration(value) -> seconds; parse_expires(value) -> aware UTC datetime | None
     policy_records(bus) -> {key: bytes}; bus_from_records(records) -> Bus
     Delivery(grant, op); UnroutableEvent; RoutingTable(bus).route(resource, op, region,
@@ -70,7 +71,8 @@ def parse_expires(value: Any) -> datetime | None:
     raise ValueError(f"expires {value!r} is not an ISO date or datetime")
 
 
-def _grant_to_dict(grant: Grant) -> dict[str, Any]:
+def grant_to_dict(grant: Grant) -> dict[str, Any]:
+    """A grant as the JSON of its policy record (also a resync job's old and new grant)."""
     return {
         "subscriber": grant.subscriber,
         "resource": grant.resource,
@@ -91,13 +93,22 @@ def bus_to_dict(bus: Bus) -> dict[str, Any]:
         "departments": {k: dataclasses.asdict(v) for k, v in bus.departments.items()},
         "subscribers": {k: dataclasses.asdict(v) for k, v in bus.subscribers.items()},
         "resources": {k: dataclasses.asdict(v) for k, v in bus.resources.items()},
-        "grants": {g.key: _grant_to_dict(g) for g in bus.grants},
+        "grants": {g.key: grant_to_dict(g) for g in bus.grants},
         "schemas": {
             name: {str(v): bus.schemas.get(name, v) for v in bus.schemas.versions(name)}
             for name in bus.schemas.names()
         },
         "envelope": bus.schemas.envelope,
     }
+
+
+def grant_from_dict(value: Mapping[str, Any]) -> Grant:
+    """The inverse of ``grant_to_dict``."""
+    fields = dict(value)
+    fields["masks"] = MappingProxyType(dict(fields["masks"]))
+    fields["regions"] = tuple(fields["regions"])
+    fields["expires"] = parse_expires(fields["expires"])
+    return Grant(**fields)
 
 
 def bus_from_dict(data: dict[str, Any]) -> Bus:
@@ -109,13 +120,7 @@ def bus_from_dict(data: dict[str, Any]) -> Bus:
         fields = dict(value)
         fields["sla"] = Sla(**fields["sla"])
         resources[key] = Resource(**fields)
-    grants = []
-    for value in data["grants"].values():
-        fields = dict(value)
-        fields["masks"] = MappingProxyType(dict(fields["masks"]))
-        fields["regions"] = tuple(fields["regions"])
-        fields["expires"] = parse_expires(fields["expires"])
-        grants.append(Grant(**fields))
+    grants = [grant_from_dict(value) for value in data["grants"].values()]
     domain = {
         (name, int(version)): schema
         for name, versions in data["schemas"].items()

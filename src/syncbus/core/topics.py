@@ -6,15 +6,17 @@ Header values are UTF-8 bytes (``encode_header``); numbers and timestamps
 Each fact of an event has one home on a share topic: the Avro envelope (id,
 source, resource, op, key, region, sequences, timestamps, subscriber, writer
 schema). The router reads no header of a raw event, forwards none to a
-subscriber, and adds only ``H_SOURCE_PARTITION``, the one thing the body does not
-carry (the raw partition that a delivery sequence runs on). The other ``H_*``
+subscriber, and adds only what the body does not carry: ``H_SOURCE_PARTITION``
+(the raw partition that a delivery sequence runs on) and ``H_SOURCE_OFFSET`` (the
+raw offset, the key's version); a resync adds ``H_RESYNC``, and its begin and end
+markers carry the ``H_MARKER`` set (issue #17 contract). The other ``H_*``
 names below are the publisher's on raw topics; nothing on the bus reads them.
 
 API:
     raw_topic(resource_id) -> "raw.<resource>"
     share_topic(subscriber_id, resource_id) -> "share.<subscriber>.<resource>"
     parse_share_topic(topic) -> (subscriber_id, resource_id)
-    DLQ_TOPIC, QUARANTINE_TOPIC, AUDIT_TOPIC, POLICY_TOPIC, SCHEMAS_TOPIC
+    DLQ_TOPIC, QUARANTINE_TOPIC, AUDIT_TOPIC, POLICY_TOPIC, SCHEMAS_TOPIC, RESYNC_TOPIC
     H_* header names; encode_header(value) -> bytes; decode_header(raw) -> str
 """
 
@@ -32,6 +34,8 @@ QUARANTINE_TOPIC = "syncbus.quarantine"
 AUDIT_TOPIC = "syncbus.audit"
 POLICY_TOPIC = "syncbus.policy"
 SCHEMAS_TOPIC = "syncbus.schemas"
+# the router's resync jobs and their progress per raw partition (compacted; router only)
+RESYNC_TOPIC = "syncbus.resync"
 
 H_EVENT_ID = "syncbus-event-id"
 H_SOURCE = "syncbus-source"

@@ -749,7 +749,8 @@ cdef class ByteRoute:
                 view.stamp = self.event_no
         batch = self.batch
         partition = message.partition
-        headers = batch.headers_of(partition)  # the source partition: no raw header
+        # the source partition and offset (the key's version): no raw header
+        headers = batch.headers_of(partition, message.offset)
         raw_key = None if key_null else raw[key_slot.vstart:key_slot.vend]
         sequences = batch.sequences
         suffix = batch.suffix

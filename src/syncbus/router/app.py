@@ -66,6 +66,8 @@ from syncbus.router.engine import (
 )
 from syncbus.router.follower import PolicyFollower
 from syncbus.router.metrics import RouterMetrics
+from syncbus.router.resync import Pacing
+from syncbus.router.resync_runner import ResyncRunner
 from syncbus.router.secrets import TokenSecrets
 from syncbus.router.sink import BatchSink, Delivery
 from syncbus.router.topics import raw_partitions
@@ -88,6 +90,7 @@ class RouterConfig:
     loglevel: str = "WARNING"
     pipeline_depth: int = 2
     max_consecutive_dead: int = DEFAULT_MAX_CONSECUTIVE_DEAD
+    resync: Pacing = field(default_factory=Pacing)  # how resyncs share the worker (#17)
 
     def __post_init__(self) -> None:
         if self.pipeline_depth < 1:
@@ -277,12 +280,17 @@ def build_app(config: RouterConfig, registry: CollectorRegistry | None = None) -
             logging.shutdown()
             os._exit(EXIT_UNCONFIRMED)
 
+    resyncs = _resyncs(app, config, lambda: engine.policy.bus)
+
     @app.timer(interval=config.policy_interval)  # type: ignore[untyped-decorator]
     async def follow_policy() -> None:
         try:
             new_bus = follower.poll()
             if new_bus is not None:
+                old_bus = engine.policy.bus
                 engine.set_policy(compile_policy(new_bus))
+                # after set_policy: raw offsets past the resync's watermarks route live
+                resyncs.policy_changed(old_bus, new_bus, follower.offset, datetime.now(UTC))
                 metrics.policy_updates.labels("applied").inc()
                 metrics.policy_age.set_to_current_time()
                 log.warning("policy updated: %d grants", len(new_bus.grants))
@@ -294,6 +302,30 @@ def build_app(config: RouterConfig, registry: CollectorRegistry | None = None) -
             log.error("new policy refused; the previous one stays in force", exc_info=True)
 
     return app
+
+
+def _resyncs(app: faust.App, config: RouterConfig, bus_of: Callable[[], Any]) -> ResyncRunner:
+    """The resync runner (issue #17), ticked by a timer of its own beside the policy's."""
+
+    def owns(resource: str) -> bool:  # raw partition 0 of a resource: its resyncs' runner
+        try:
+            assigned = app.consumer.assignment()
+        except Exception:  # not started or rebalancing: nobody runs resyncs now
+            return False
+        raw = config.names.raw(resource)
+        return any(tp.topic == raw and tp.partition == 0 for tp in assigned)
+
+    runner = ResyncRunner(config.connection, config.names, config.secrets, bus_of, owns,
+                          config.resync)
+
+    @app.timer(interval=config.policy_interval)  # type: ignore[untyped-decorator]
+    async def resync_jobs() -> None:
+        try:
+            runner.tick(datetime.now(UTC))
+        except Exception:  # the jobs stay in syncbus.resync: the next tick tries again
+            log.error("resync jobs not ticked", exc_info=True)
+
+    return runner
 
 
 def _restart_to_subscribe(app: BatchApp, topics: list[str]) -> None:

@@ -3,13 +3,14 @@
 Each event is decoded once (to the resource's latest schema), validated once and
 routed once; each distinct view is masked and encoded once per event, and each
 delivery only appends its router fields (``views.router_suffix``). A delivery
-carries one header, the source partition (``core.topics``): no header of the raw
-event reaches a subscriber. Whatever cannot be decoded, validated or routed becomes
-a dead letter in ``syncbus.dlq`` naming the source topic, partition, offset and the
-reason, with the record masked when it decodes and no body when it does not; the
-raw event goes to ``syncbus.quarantine``, which only the admin reads, for
-``syncbus dlq redrive``. The Faust adapter and the benchmark's plain confluent-kafka
-loop both run this same engine, so they compare frameworks, not work.
+carries two headers, the source partition and the source offset (the key's
+version, ``core.topics``): no header of the raw event reaches a subscriber.
+Whatever cannot be decoded, validated or routed becomes a dead letter in
+``syncbus.dlq`` naming the source topic, partition, offset and the reason, with
+the record masked when it decodes and no body when it does not; the raw event
+goes to ``syncbus.quarantine``, which only the admin reads, for ``syncbus dlq
+redrive``. The Faust adapter and the benchmark's plain confluent-kafka loop both
+run this same engine, so they compare frameworks, not work.
 
 Most events never reach the Python code below: where ``_bytepath`` (C) vouches for
 an event, it routes it from its bytes and produces exactly what this code would
@@ -43,7 +44,13 @@ from syncbus.core.codec import HEADER_LEN, Codec
 from syncbus.core.masking import TOKEN_LENGTH
 from syncbus.core.problems import ValidationError
 from syncbus.core.regions import is_valid_region
-from syncbus.core.topics import H_DLQ_ERROR_CLASS, H_DLQ_KEY, H_DLQ_TIME, H_SOURCE_PARTITION
+from syncbus.core.topics import (
+    H_DLQ_ERROR_CLASS,
+    H_DLQ_KEY,
+    H_DLQ_TIME,
+    H_SOURCE_OFFSET,
+    H_SOURCE_PARTITION,
+)
 from syncbus.core.validation import vouched_birth_place
 from syncbus.core.views import NULL_ROUTER_TAIL, avro_long, routed_at_suffix
 from syncbus.router import DEFAULT_MAX_CONSECUTIVE_DEAD
@@ -126,18 +133,21 @@ class _Batch:
         routed_at = int(now.timestamp() * 1_000_000)
         self.suffix = routed_at_suffix(routed_at)
         self.audit_end = f"{routed_at}}}".encode()
-        self._headers: dict[int, Headers] = {}
+        self._partitions_header: dict[int, tuple[str, bytes]] = {}
         self.sequences: dict[str, int] = {}
         self._partitions: dict[str, int] = {}
 
-    def headers_of(self, partition: int) -> Headers:
-        """The headers of every delivery from ``partition``, one list shared by them (no
-        one changes it): the source partition, the only fact the body does not carry."""
-        found = self._headers.get(partition)
-        if found is None:
-            found = [(H_SOURCE_PARTITION, str(partition).encode())]
-            self._headers[partition] = found
-        return found
+    def headers_of(self, partition: int, offset: int) -> Headers:
+        """The headers of every delivery of the event at ``partition``/``offset``, one
+        list shared by its deliveries (no one changes it): the two facts the body does
+        not carry, the source partition (what its delivery sequence runs on) and the
+        source offset, the key's version (contract §2: a subscriber applies a change
+        only when it is newer than the one it holds)."""
+        head = self._partitions_header.get(partition)
+        if head is None:
+            head = self._partitions_header[partition] = (
+                H_SOURCE_PARTITION, str(partition).encode())
+        return [head, (H_SOURCE_OFFSET, b"%d" % offset)]
 
     def first_sequence(self, key: str, partition: int) -> int:
         self._partitions[key] = partition
@@ -343,7 +353,7 @@ class RoutingEngine:
                 )
             views.append((route, hit))
         partition = message.partition
-        headers = batch.headers_of(partition)
+        headers = batch.headers_of(partition, message.offset)
         seq_suffix = headers[0][1].decode()
         sequences, sent, audit = batch.sequences, batch.out.deliveries, batch.out.audit
         audit_topic, audit_head = self.names.audit, b'{"event_id": "' + event_id.encode()

@@ -20,6 +20,7 @@ class PolicyFollower:
     def __init__(self, connection: Connection, topic: str) -> None:
         self.topic = topic
         self._records: dict[str, bytes | None] = {}
+        self.offset = -1  # of the last record polled: names a policy version (resync ids)
         self._consumer = Consumer(
             connection.confluent(
                 **{
@@ -50,6 +51,7 @@ class PolicyFollower:
                 continue
             key = message.key()
             self._keep(key.decode() if key else "", message.value())
+            self.offset = max(self.offset, message.offset() or 0)
             changed = True
         return bus_from_records(self._records) if changed else None
 

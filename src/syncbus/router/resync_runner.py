@@ -1,0 +1,148 @@
+"""The router's resync side: jobs submitted on policy changes and expiries, run in a thread.
+
+Every worker follows the policy and the clock, so every worker notices a change; each
+submits the job with an id derived from the change (``resync_jobs.job_id``: the
+policy topic offset that brought it, or the grant and its expiry time), so they
+all write the same job and ``done/<id>`` keeps a late copy from running again. A job
+is run by the worker that owns partition 0 of the resource's raw topic (Faust's
+assignment): one runner per resource. When a rebalance moves that partition
+mid-resync, the new owner continues from the recorded progress while the old one
+may finish its chunk: records sent twice, harmless with versions (contract §2).
+A job is never lost: it stays in ``syncbus.resync`` until its end markers and audit
+record are confirmed, and whichever worker owns the partition runs it then.
+
+Jobs run one at a time in one thread, not on the Faust event loop: the
+confluent-kafka calls of a resync block, and a chunk's routing holds the GIL for a
+few milliseconds at most, after which the thread rests (``Pacing``), so the live
+path's batches keep their latency. A separate process would need the policy and
+token secrets again for no gain; an executor would give no bound on how many run.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+
+from confluent_kafka import Producer
+
+from syncbus.admin.names import TopicNames
+from syncbus.connection import Connection
+from syncbus.core.entitlement import EntitlementChange, entitlement_changes, expiries_between
+from syncbus.core.model import Bus
+from syncbus.core.policy import UnroutableEvent, grant_to_dict
+from syncbus.router.resync import Pacing, ResyncRun
+from syncbus.router.resync_jobs import DONE, JOB, Cause, JobStore, ResyncJob, job_id
+from syncbus.router.secrets import MissingSecret, TokenSecrets
+
+log = logging.getLogger("syncbus.router.resync")
+CLOCK = "clock/expiry"  # the time up to which expiries were looked for (survives restarts)
+RETRY_S = 5.0
+
+
+class ResyncRunner:
+    def __init__(
+        self,
+        connection: Connection,
+        names: TopicNames,
+        secrets: TokenSecrets,
+        bus_of: Callable[[], Bus],
+        owns: Callable[[str], bool],
+        pacing: Pacing | None = None,
+    ) -> None:
+        self.connection, self.names, self.secrets = connection, names, secrets
+        self.bus_of, self.owns, self.pacing = bus_of, owns, pacing or Pacing()
+        self.producer = Producer(connection.confluent(**{
+            "enable.idempotence": True, "acks": "all", "linger.ms": 5}))
+        self.store = JobStore(connection, names.resync, self.producer)
+        clock = self.store.records.get(CLOCK)
+        self.expiry_since = (datetime.fromisoformat(clock.decode()) if clock
+                             else datetime.now(UTC))
+        self._clock_written = 0.0
+        self._thread: threading.Thread | None = None
+        self._stopping = threading.Event()
+        self._failed_at: dict[str, float] = {}
+
+    def policy_changed(self, old: Bus, new: Bus, version: int, now: datetime) -> list[str]:
+        """Submit a delta job per changed (subscriber, resource); their ids."""
+        changes = entitlement_changes(old, new, now, now)
+        return [self._submit(c, "policy", now, now, ("policy", version), now, old, new)
+                for c in changes]
+
+    def tick(self, now: datetime) -> None:
+        """Read others' job records, submit the jobs of expiries passed, start a job."""
+        self.store.poll()
+        if now > self.expiry_since:
+            bus = self.bus_of()
+            since = self.expiry_since
+            if any(g.expires is not None and since < g.expires <= now for g in bus.grants):
+                for change in expiries_between(bus, since, now):
+                    assert change.old is not None and change.old.expires is not None
+                    expires = change.old.expires
+                    self._submit(change, "expiry", expires - timedelta(microseconds=1),
+                                 expires, ("expiry", expires.isoformat()), now, bus, bus)
+            self.expiry_since = now
+            if time.monotonic() - self._clock_written > 30:
+                self.store.write(CLOCK, now.isoformat().encode())
+                self._clock_written = time.monotonic()
+        if self._thread is not None and self._thread.is_alive():
+            return
+        for job in self.store.pending():
+            if self.owns(job.resource) and time.monotonic() - self._failed_at.get(
+                    job.id, -RETRY_S) >= RETRY_S:
+                self._start(job)
+                return
+
+    def _submit(self, change: EntitlementChange, cause: Cause, old_at: datetime,
+                new_at: datetime, why: tuple[str, object], now: datetime, old_bus: Bus,
+                new_bus: Bus) -> str:
+        """Write the job; its grants carry their scopes as explicit regions, so it routes
+        as it did then even if the subscriber's region, or the subscriber, is gone."""
+        old = None if change.old is None else grant_to_dict(change.old)
+        new = None if change.new is None else grant_to_dict(change.new)
+        id_ = job_id(*why, change.subscriber, change.resource, old, new)
+        old_grant = change.old and replace(change.old, regions=old_bus.scopes(change.old))
+        new_grant = change.new and replace(change.new, regions=new_bus.scopes(change.new))
+        job = ResyncJob.of(id_, change.subscriber, change.resource, "delta", cause,
+                           change.change, old_grant, new_grant, old_at, new_at,
+                           change.resends_view, now)
+        if self.store.submit(job):
+            log.warning("resync %s submitted: %s of %s for %s", id_, change.change,
+                        change.resource, change.subscriber)
+        return id_
+
+    def _start(self, job: ResyncJob) -> None:
+        self._thread = threading.Thread(target=self._run, args=(job,), daemon=True,
+                                        name=f"resync-{job.id[:8]}")
+        self._thread.start()
+
+    def _run(self, job: ResyncJob) -> None:
+        try:
+            ResyncRun(job, self.bus_of(), self.connection, self.names, self.secrets,
+                      self.producer, self.store, self.pacing, self._stopping.is_set).run()
+        except (MissingSecret, UnroutableEvent) as exc:  # will not get better by retrying
+            log.error("resync %s cannot run: %s", job.id, exc)
+            self.store.write(DONE + job.id, json.dumps({
+                "kind": "resync", "resync": job.id, "subscriber": job.subscriber,
+                "resource": job.resource, "cause": job.cause, "change": job.change,
+                "error": str(exc)}).encode())
+            self.store.write(JOB + job.id, None)
+        except Exception:  # the job stays pending: retried, from its progress, shortly
+            self._failed_at[job.id] = time.monotonic()
+            log.error("resync %s failed; it will continue from its progress", job.id,
+                      exc_info=True)
+
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def close(self, timeout: float = 30.0) -> None:
+        """Stop after the current chunk (its progress recorded), then flush."""
+        self._stopping.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+        self.producer.flush(30)
+        self.store.close()

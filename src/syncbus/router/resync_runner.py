@@ -26,7 +26,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from confluent_kafka import Producer
 
@@ -58,24 +58,28 @@ class ResyncRunner:
         self.bus_of, self.owns, self.pacing = bus_of, owns, pacing or Pacing()
         self.producer = Producer(connection.confluent(**{
             "enable.idempotence": True, "acks": "all", "linger.ms": 5}))
-        self.store = JobStore(connection, names.resync, self.producer)
-        clock = self.store.records.get(CLOCK)
-        self.expiry_since = (datetime.fromisoformat(clock.decode()) if clock
-                             else datetime.now(UTC))
+        self.store = JobStore(connection, names.resync, self.producer)  # read in ``tick``
+        self.expiry_since: datetime | None = None  # from the stored clock, once read
         self._clock_written = 0.0
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
         self._failed_at: dict[str, float] = {}
 
     def policy_changed(self, old: Bus, new: Bus, version: int, now: datetime) -> list[str]:
-        """Submit a delta job per changed (subscriber, resource); their ids."""
+        """Submit a delta job per changed (subscriber, resource); their ids. Before the
+        job topic is read (a worker just started) a change is still submitted: the same
+        id as another worker's, and ``done`` keeps a finished one from running again."""
         changes = entitlement_changes(old, new, now, now)
         return [self._submit(c, "policy", now, now, ("policy", version), now, old, new)
                 for c in changes]
 
     def tick(self, now: datetime) -> None:
         """Read others' job records, submit the jobs of expiries passed, start a job."""
-        self.store.poll()
+        if not self.store.catch_up():
+            return
+        if self.expiry_since is None:
+            clock = self.store.records.get(CLOCK)
+            self.expiry_since = datetime.fromisoformat(clock.decode()) if clock else now
         if now > self.expiry_since:
             bus = self.bus_of()
             since = self.expiry_since

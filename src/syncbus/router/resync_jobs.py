@@ -26,9 +26,9 @@ from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
 from typing import Any, Literal
 
-from confluent_kafka import Consumer, KafkaError, Producer
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Producer, TopicPartition
 
-from syncbus.admin.compacted import assign_from_beginning, watermarks
+from syncbus.admin.compacted import watermarks
 from syncbus.connection import Connection
 from syncbus.core.model import Grant
 from syncbus.core.policy import grant_from_dict, grant_to_dict
@@ -136,7 +136,12 @@ class JobStore:
             self.poll()
             return True
         if self._ends is None:
-            assign_from_beginning(self._consumer, self.topic, timeout=5.0)
+            meta = self._consumer.list_topics(self.topic, timeout=5.0).topics.get(self.topic)
+            if meta is None or meta.error is not None or not meta.partitions:
+                raise RuntimeError(f"topic {self.topic} does not exist: run `syncbus apply` "
+                                   "(resyncs wait for it; routing goes on)")
+            self._consumer.assign([TopicPartition(self.topic, p, OFFSET_BEGINNING)
+                                   for p in meta.partitions])
             self._ends = {tp.partition: watermarks(self._consumer, tp, 5.0)[1]
                           for tp in self._consumer.assignment()}
         self.poll()

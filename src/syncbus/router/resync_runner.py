@@ -61,6 +61,7 @@ class ResyncRunner:
         self.store = JobStore(connection, names.resync, self.producer)  # read in ``tick``
         self.expiry_since: datetime | None = None  # from the stored clock, once read
         self._clock_written = 0.0
+        self._unready_until = 0.0
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
         self._failed_at: dict[str, float] = {}
@@ -75,7 +76,14 @@ class ResyncRunner:
 
     def tick(self, now: datetime) -> None:
         """Read others' job records, submit the jobs of expiries passed, start a job."""
-        if not self.store.catch_up():
+        if time.monotonic() < self._unready_until:
+            return
+        try:
+            if not self.store.catch_up():
+                return
+        except RuntimeError as exc:  # no resync topic yet: say so once a minute, route on
+            self._unready_until = time.monotonic() + 60
+            log.error("%s", exc)
             return
         if self.expiry_since is None:
             clock = self.store.records.get(CLOCK)

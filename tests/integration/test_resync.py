@@ -6,8 +6,9 @@ markers, masked for its clearance; narrowing Suzhou to Gusu sends DELETEs for th
 rest, widening it again sends them back; lowering Nanjing's clearance re-sends its
 share in the new view; a grant that expires during the test gets DELETEs with no
 ``apply``; ``syncbus resync`` resends a whole share and refuses what it cannot;
-kill -9 of the router mid-resync, and the restarted router completes it with every
-key at its latest version. Share topics are read with a plain consumer and counted
+a grant revoked while the router is down is resynced when it starts; kill -9 of the
+router mid-resync, and the restarted router completes it with every key at its
+latest version. Share topics are read with a plain consumer and counted
 by key and offset (contract: /work/notes/grant-contract.md).
 """
 
@@ -303,6 +304,25 @@ def test_resync_on_request_resends_the_whole_share_and_refuses_what_it_cannot(  
     refused = _cli(bus_kafka.bootstrap, "--as", "city.wuxi", "--resource", "health.diagnosis")
     assert refused.returncode == 2 and "city.wuxi has no grant in force on health.diagnosis" \
         in refused.stderr
+
+
+def test_a_grant_revoked_while_the_router_is_down_is_resynced_when_it_starts(  # type: ignore[no-untyped-def]
+    bus_kafka, streams, router
+) -> None:
+    router.stop()
+    _edit(streams, '  - {subscriber: district.gusu, resource: population.resident, clearance: L2, '
+          'state: approved,\n     approved_by: js-gaj, expires: "2027-06-30", '
+          'purpose: 基层社会治理 网格化管理}\n', "")
+    _apply(bus_kafka.bootstrap, streams)
+    router.start()
+    audit = _done(bus_kafka.bootstrap, "district.gusu", "revoked")
+    held = _keys("district.gusu", "320508")
+    assert (audit["snapshots"], audit["deletes"]) == (0, len(held)) == (0, 6)
+    share = Share(bus_kafka.bootstrap, "district.gusu")
+    _, deliveries = share.of(audit["resync"])
+    reader = ShareReader(bus_kafka.bootstrap)
+    assert {reader.decode(m.value())["key"] for m in deliveries} == held
+    share.close()
 
 
 def test_kill_9_mid_resync_completes_after_restart(bus_kafka, streams, router) -> None:  # type: ignore[no-untyped-def]

@@ -261,12 +261,13 @@ def _run_router(
 
 
 def _router_process(conn: Connection, names: TopicNames, secrets: Path, workdir: Path,
-                    batch: int) -> subprocess.Popen[bytes]:
+                    batch: int, *extra: str) -> subprocess.Popen[bytes]:
     workdir.mkdir(parents=True, exist_ok=True)
     return subprocess.Popen(
         [sys.executable, "-m", "syncbus", "router", "--bootstrap", conn.bootstrap,
          "--id", f"{names.prefix}router", "--topic-prefix", names.prefix,
-         "--secrets", str(secrets), "--workdir", str(workdir), "--batch", str(batch)],
+         "--secrets", str(secrets), "--workdir", str(workdir), "--batch", str(batch),
+         *extra],
         stdout=subprocess.DEVNULL,
         stderr=open(workdir / "log", "wb"),
     )

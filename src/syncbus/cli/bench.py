@@ -8,6 +8,7 @@ BENCHMARKS: dict[str, str] = {
     "publish": "syncbus.bench.publish:command",
     "router": "syncbus.bench.router:command",
     "latency": "syncbus.bench.latency:command",
+    "resync": "syncbus.bench.resync:command",
 }
 
 

@@ -26,9 +26,9 @@ from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
 from typing import Any, Literal
 
-from confluent_kafka import Consumer, KafkaError, Producer
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Producer, TopicPartition
 
-from syncbus.admin.compacted import assign_from_beginning, read_to_end
+from syncbus.admin.compacted import watermarks
 from syncbus.connection import Connection
 from syncbus.core.model import Grant
 from syncbus.core.policy import grant_from_dict, grant_to_dict
@@ -125,8 +125,30 @@ class JobStore:
         self._consumer = Consumer(self.connection.confluent(**{
             "group.id": self.connection.own_group("resync-jobs"),
             "enable.auto.commit": False, "enable.partition.eof": False}))
-        assign_from_beginning(self._consumer, self.topic)
-        read_to_end(self._consumer, self.topic, self._keep)
+        self._ends: dict[int, int] | None = None  # the topic's end offsets when first read
+        self.ready = False  # read up to those ends: what it holds is known
+
+    def catch_up(self) -> bool:
+        """Read on without blocking; True once everything written before this worker
+        started is read (jobs are neither run nor submitted before: a finished job's
+        ``done`` record must be known first). Raises when the topic does not exist."""
+        if self.ready:
+            self.poll()
+            return True
+        if self._ends is None:
+            meta = self._consumer.list_topics(self.topic, timeout=5.0).topics.get(self.topic)
+            if meta is None or meta.error is not None or not meta.partitions:
+                raise RuntimeError(f"topic {self.topic} does not exist: run `syncbus apply` "
+                                   "(resyncs wait for it; routing goes on)")
+            self._consumer.assign([TopicPartition(self.topic, p, OFFSET_BEGINNING)
+                                   for p in meta.partitions])
+            self._ends = {tp.partition: watermarks(self._consumer, tp, 5.0)[1]
+                          for tp in self._consumer.assignment()}
+        self.poll()
+        positions = self._consumer.position(self._consumer.assignment())
+        self.ready = all(max(tp.offset, 0) >= self._ends.get(tp.partition, 0)
+                         for tp in positions)
+        return self.ready
 
     def _keep(self, key: str, value: bytes | None) -> None:
         with self._lock:

@@ -9,7 +9,10 @@ assignment): one runner per resource. When a rebalance moves that partition
 mid-resync, the new owner continues from the recorded progress while the old one
 may finish its chunk: records sent twice, harmless with versions (contract §2).
 A job is never lost: it stays in ``syncbus.resync`` until its end markers and audit
-record are confirmed, and whichever worker owns the partition runs it then.
+record are confirmed, and whichever worker owns the partition runs it then. A change
+made while every router was down is not lost either: the grants and subscribers the
+workers last worked resyncs out for are kept (``clock/policy``) and compared with the
+policy when a worker starts, as the expiry clock (``clock/expiry``) is for expiries.
 
 Jobs run one at a time in one thread, not on the Faust event loop: the
 confluent-kafka calls of a resync block, and a chunk's routing holds the GIL for a
@@ -25,22 +28,38 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from dataclasses import asdict, replace
+from datetime import datetime, timedelta
 
 from confluent_kafka import Producer
 
 from syncbus.admin.names import TopicNames
 from syncbus.connection import Connection
 from syncbus.core.entitlement import EntitlementChange, entitlement_changes, expiries_between
-from syncbus.core.model import Bus
-from syncbus.core.policy import UnroutableEvent, grant_to_dict
+from syncbus.core.model import Bus, Subscriber
+from syncbus.core.policy import UnroutableEvent, grant_from_dict, grant_to_dict
 from syncbus.router.resync import Pacing, ResyncRun
 from syncbus.router.resync_jobs import DONE, JOB, Cause, JobStore, ResyncJob, job_id
 from syncbus.router.secrets import MissingSecret, TokenSecrets
 
 log = logging.getLogger("syncbus.router.resync")
 CLOCK = "clock/expiry"  # the time up to which expiries were looked for (survives restarts)
+SEEN = "clock/policy"  # the grants and subscribers resyncs were last worked out for
+
+
+def seen_record(bus: Bus) -> bytes:
+    """What of a bus decides entitlements besides resources: its grants and subscribers."""
+    return json.dumps({"grants": sorted((grant_to_dict(g) for g in bus.grants),
+                                        key=lambda g: (g["subscriber"], g["resource"])),
+                       "subscribers": {k: asdict(v) for k, v in sorted(bus.subscribers.items())}},
+                      sort_keys=True, ensure_ascii=False).encode()
+
+
+def bus_as_seen(bus: Bus, seen: bytes) -> Bus:
+    """``bus`` with the grants and subscribers of a ``seen_record``."""
+    data = json.loads(seen)
+    return replace(bus, grants=tuple(grant_from_dict(g) for g in data["grants"]),
+                   subscribers={k: Subscriber(**v) for k, v in data["subscribers"].items()})
 RETRY_S = 5.0
 
 
@@ -58,24 +77,50 @@ class ResyncRunner:
         self.bus_of, self.owns, self.pacing = bus_of, owns, pacing or Pacing()
         self.producer = Producer(connection.confluent(**{
             "enable.idempotence": True, "acks": "all", "linger.ms": 5}))
-        self.store = JobStore(connection, names.resync, self.producer)
-        clock = self.store.records.get(CLOCK)
-        self.expiry_since = (datetime.fromisoformat(clock.decode()) if clock
-                             else datetime.now(UTC))
+        self.store = JobStore(connection, names.resync, self.producer)  # read in ``tick``
+        self.expiry_since: datetime | None = None  # from the stored clock, once read
         self._clock_written = 0.0
+        self._unready_until = 0.0
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
         self._failed_at: dict[str, float] = {}
 
     def policy_changed(self, old: Bus, new: Bus, version: int, now: datetime) -> list[str]:
-        """Submit a delta job per changed (subscriber, resource); their ids."""
+        """Submit a delta job per changed (subscriber, resource); their ids. Before the
+        job topic is read (a worker just started) a change is still submitted: the same
+        id as another worker's, and ``done`` keeps a finished one from running again."""
         changes = entitlement_changes(old, new, now, now)
-        return [self._submit(c, "policy", now, now, ("policy", version), now, old, new)
-                for c in changes]
+        ids = [self._submit(c, "policy", now, now, ("policy", version), now, old, new)
+               for c in changes]
+        self.store.write(SEEN, seen_record(new))
+        return ids
+
+    def _catch_up_policy(self, now: datetime) -> None:
+        """Once, when the job topic is read: the policy as the workers last saw it against
+        the policy now, so a grant changed while every router was down is resynced too."""
+        bus = self.bus_of()
+        seen = self.store.records.get(SEEN)
+        if seen is not None and seen != seen_record(bus):
+            before = bus_as_seen(bus, seen)
+            self.policy_changed(before, bus, int(job_id(seen.decode())[:12], 16), now)
+        elif seen is None:
+            self.store.write(SEEN, seen_record(bus))
 
     def tick(self, now: datetime) -> None:
         """Read others' job records, submit the jobs of expiries passed, start a job."""
-        self.store.poll()
+        if time.monotonic() < self._unready_until:
+            return
+        try:
+            if not self.store.catch_up():
+                return
+        except RuntimeError as exc:  # no resync topic yet: say so once a minute, route on
+            self._unready_until = time.monotonic() + 60
+            log.error("%s", exc)
+            return
+        if self.expiry_since is None:
+            clock = self.store.records.get(CLOCK)
+            self.expiry_since = datetime.fromisoformat(clock.decode()) if clock else now
+            self._catch_up_policy(now)
         if now > self.expiry_since:
             bus = self.bus_of()
             since = self.expiry_since

@@ -87,7 +87,10 @@ class BatchPreparer:
         )
         self.store, self.gaps, self.metrics, self.on_gap = store, gaps, metrics, on_gap
         self.check_seen = True
-        self._replay_held: dict[tuple[str, str], int] = {}  # versions a replay handed on
+        # a replay's versions handled so far, per key (``handled``); each batch judges
+        # against a copy, so deliveries rewound unhandled (the caller left early)
+        # are judged again as they were
+        self._replay_held: dict[tuple[str, str], int] = {}
 
     def prepare(self, messages: Sequence[Message]) -> list[Item]:
         self.resolver.ensure(self._fingerprints(messages))
@@ -100,7 +103,7 @@ class BatchPreparer:
         held = (
             self.store.versions((e.resource, str(e.key)) for e in events if e.versioned)
             if self.check_seen
-            else self._replay_held
+            else dict(self._replay_held)
         )
         received = time.time()
         for item in items:
@@ -116,6 +119,14 @@ class BatchPreparer:
                 seen.add(event.event_id)  # a second copy later in this batch is a duplicate
                 self._observe_hops(event, received)
         return items
+
+    def handled(self, event: Event) -> None:
+        """The handler took ``event``: a replay holds its version from now on (outside a
+        replay the store holds it: ``SqlStore.hold_version``)."""
+        if not self.check_seen and event.versioned:
+            assert event.version is not None and event.key is not None
+            slot = (event.resource, event.key)
+            self._replay_held[slot] = max(event.version, self._replay_held.get(slot, -1))
 
     @staticmethod
     def _fingerprints(messages: Sequence[Message]) -> set[bytes]:

@@ -294,6 +294,7 @@ class Subscriber:
             self.store.hold_version(
                 event.resource, event.key, event.version, deleted=event.op == "DELETE"
             )
+            self._prepare.handled(event)
         if outcome == "handled":
             labels = (self.subscriber_id, event.resource)
             self.metrics.events.labels(*labels).inc()

@@ -19,9 +19,11 @@ Delivery sequences live in a changelogged Faust table keyed
 of its raw partition, so the worker that owns a raw partition recovers exactly
 its sequences after a restart or rebalance. A batch's last sequences are written
 ahead: its deliveries are produced only once the broker confirmed them in the
-changelog, so whatever number a subscriber has seen, a restarted router starts
-above it, even when it routes again events whose offsets had not committed (it
-numbers them anew; subscribers drop them by event id). A crash may leave numbers
+changelog (written with librdkafka, serialized as Faust writes them, so Faust's
+recovery reads them back: ``sink.ChangelogWriter``), so whatever number a
+subscriber has seen, a restarted router starts above it, even when it routes
+again events whose offsets had not committed (it numbers them anew; subscribers
+drop them by event id). A crash may leave numbers
 recorded and never delivered, which subscribers report as a gap: an alarm after a
 crash, never a hidden loss or a number naming two events (the kill -9 test checks
 it). The table's memory is written when a batch is confirmed, in batch order; the
@@ -41,7 +43,7 @@ import signal
 import sys
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -67,7 +69,7 @@ from syncbus.router.engine import (
 from syncbus.router.follower import PolicyFollower
 from syncbus.router.metrics import RouterMetrics
 from syncbus.router.secrets import TokenSecrets
-from syncbus.router.sink import BatchSink, Delivery
+from syncbus.router.sink import BatchSink, ChangelogWriter, Delivery
 from syncbus.router.topics import raw_partitions
 
 log = logging.getLogger("syncbus.router")
@@ -109,6 +111,11 @@ class _InFlight(NamedTuple):
     started: float
 
 
+Sequenced = tuple[int, str, int]  # changelog partition, table key, last sequence
+#: Writes changelog records; returns once the broker confirmed all of them, or raises.
+RecordAhead = Callable[[list[Sequenced]], Awaitable[None]]
+
+
 class BatchHandler:
     """What the agent does with each batch; the table and sink are the only side effects.
 
@@ -126,9 +133,11 @@ class BatchHandler:
         metrics: RouterMetrics,
         depth: int = 2,
         fail: Callable[[BaseException], Any] = stop_unconfirmed,
+        record: RecordAhead | None = None,
     ) -> None:
         self.engine, self.sink, self.table, self.metrics = engine, sink, table, metrics
         self.depth, self._fail = depth, fail
+        self._record = record or self._send_changelog
         self._in_flight: deque[_InFlight] = deque()
         self._assigned: dict[str, int] = {}  # sequences of batches in flight: newer than the table
         self._room = asyncio.Event()
@@ -138,6 +147,12 @@ class BatchHandler:
     def _sequence_of(self, key: str) -> int:
         assigned = self._assigned.get(key)
         return assigned if assigned is not None else int(self.table.data.get(key, 0))
+
+    async def _send_changelog(self, records: list[Sequenced]) -> None:
+        """Through the table's own changelog producer (Faust's)."""
+        futures = [self.table.send_changelog(*record) for record in records]
+        for future in futures:
+            await future
 
     async def handle(self, fetch: Fetch, ack: Callable[[Fetch], Any]) -> None:
         """Route and write a fetch; it is acked whole, later, once confirmed, or never."""
@@ -150,9 +165,10 @@ class BatchHandler:
         recorded = []
         for key, (partition, sequence) in output.sequences.items():
             self._assigned[key] = sequence
-            recorded.append(self.table.send_changelog(partition, key, sequence))
-        for future in recorded:  # written ahead: no delivery carries an unrecorded number
-            await future  # raises if the broker refused a record: nothing of it is written
+            recorded.append((partition, key, sequence))
+        # written ahead: no delivery carries an unrecorded number; raises if the broker
+        # refused a record, and then nothing of the batch is written
+        await self._record(recorded)
         delivery = self.sink.write(output)
         self._in_flight.append(_InFlight(output, delivery, fetch, ack, started))
         self.metrics.batches_in_flight.set(len(self._in_flight))
@@ -256,7 +272,8 @@ def build_app(config: RouterConfig, registry: CollectorRegistry | None = None) -
         "delivery-sequence", default=int, key_type=str, value_type=int, partitions=partitions
     )
     sink = BatchSink(config.connection, config.names.schemas, config.names.dlq)
-    handler = BatchHandler(engine, sink, table, metrics, config.pipeline_depth)
+    handler = BatchHandler(engine, sink, table, metrics, config.pipeline_depth,
+                           record=_changelog_writer(config.connection, table))
     source = app.topic(*raw_topics, key_serializer="raw", value_serializer="raw")
 
     async def route_batch(fetch: Fetch) -> None:
@@ -294,6 +311,23 @@ def build_app(config: RouterConfig, registry: CollectorRegistry | None = None) -
             log.error("new policy refused; the previous one stays in force", exc_info=True)
 
     return app
+
+
+def _changelog_writer(connection: Connection, table: Any) -> RecordAhead:
+    """The table's changelog records, serialized as Faust writes them (its recovery
+    reads them back), written with librdkafka (``ChangelogWriter``)."""
+    topic = table.changelog_topic
+    writer = ChangelogWriter(connection, topic.get_topic_name())
+    key_serializer, value_serializer = table.key_serializer, table.value_serializer
+
+    def record(records: list[Sequenced]) -> asyncio.Future[None]:
+        return writer.write([
+            (partition, topic.prepare_key(key, key_serializer)[0],
+             topic.prepare_value(value, value_serializer)[0])
+            for partition, key, value in records
+        ])
+
+    return record
 
 
 def _restart_to_subscribe(app: BatchApp, topics: list[str]) -> None:

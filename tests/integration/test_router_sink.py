@@ -10,16 +10,19 @@ the other records of the batch are written; the batch is confirmed.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import threading
 import uuid
 
+import pytest
+from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
 from syncbus.connection import Connection
 from syncbus.core import topics as t
 from syncbus.router.engine import BatchOutput, OutMessage
-from syncbus.router.sink import BatchSink
+from syncbus.router.sink import BatchSink, ChangelogWriter
 from tests.router_helpers import read_topic
 
 
@@ -75,3 +78,28 @@ def test_records_refused_for_good_are_dead_lettered_and_the_batch_goes_on(kafka)
     written |= {m.value() for m in read_topic(kafka.bootstrap, small, 1.0)}
     assert written == {m[2] for m in kept}
     assert len(read_topic(kafka.bootstrap, audit, 1.0)) == 1
+
+
+def test_changelog_writer_confirms_a_batch_of_records_or_fails_it(kafka) -> None:  # type: ignore[no-untyped-def]
+    """The sequence table's records, written ahead of a batch: the future is done once
+    the broker holds all of them (as written, in their partitions), and fails when it
+    refuses one, so that nothing of the batch is written."""
+    topic = f"sink.{uuid.uuid4().hex[:8]}.changelog"
+    admin = AdminClient({"bootstrap.servers": kafka.bootstrap})
+    admin.create_topics([NewTopic(topic, 2, 1)])[topic].result(timeout=30)
+    writer = ChangelogWriter(Connection(kafka.bootstrap), topic,
+                             **{"topic.metadata.propagation.max.ms": 300})
+    records = [(0, b'"a/r/0"', b"3"), (1, b'"b/r/1"', b"7"), (0, b'"a/r/0"', b"4")]
+
+    async def write(batch: list[tuple[int, bytes, bytes]]) -> None:
+        await asyncio.wait_for(writer.write(batch), 30)
+
+    try:
+        asyncio.run(write(records))
+        asyncio.run(write([]))  # a batch that numbers nothing is recorded at once
+        held = read_topic(kafka.bootstrap, topic, 1.0)
+        assert sorted((m.partition(), m.key(), m.value()) for m in held) == sorted(records)
+        with pytest.raises(KafkaException):  # partition 5 of a topic of 2: refused
+            asyncio.run(write([(1, b'"c/r/1"', b"1"), (5, b'"c/r/5"', b"1")]))
+    finally:
+        writer.close()

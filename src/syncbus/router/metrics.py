@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from syncbus.latency_buckets import LATENCY_BUCKETS
 from syncbus.router.engine import BatchOutput
 
 
@@ -31,7 +32,7 @@ class RouterMetrics:
         self.batch_seconds = Histogram(
             "syncbus_router_batch_seconds",
             "Time from taking a batch to the broker confirming all of its output.",
-            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+            buckets=LATENCY_BUCKETS,  # a batch at a moderate rate takes a few ms
             registry=registry,
         )
         self.batches_in_flight = Gauge(

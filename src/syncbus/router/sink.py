@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
 from collections import defaultdict, deque
 from typing import Any, cast
@@ -278,6 +279,87 @@ class BatchSink:
             if exc.args[0].fatal():
                 raise
             delivery.refuse(message, exc.args[0], alone=True)
+
+
+ChangelogRecord = tuple[int, bytes, bytes]  # partition, key, value: as Faust's table writes them
+
+CHANGELOG_DEFAULTS = {
+    "enable.idempotence": True,
+    "acks": "all",
+    "linger.ms": 0,  # a handful of records per batch, and every delivery waits for them
+}
+
+
+class ChangelogWriter:
+    """Writes the sequence table's changelog records ahead of a batch's deliveries.
+
+    The records go through librdkafka (idempotent, ``acks=all``), and a thread of
+    this writer serves the delivery reports as they come, waking the event loop
+    at once: measured at 2,000 ev/s, awaiting the same records through Faust's
+    producer (a buffer task, then aiokafka on the router's busy event loop) was
+    the largest wait of the router's own latency. ``write`` returns a future that
+    is done when the broker acknowledged every record, and fails with the first
+    refusal: nothing of a batch whose numbers are not recorded may be written.
+    """
+
+    def __init__(self, connection: Connection, topic: str, **overrides: Any) -> None:
+        self.topic = topic
+        self.producer = Producer(connection.confluent(**{**CHANGELOG_DEFAULTS, **overrides}))
+        self._stop = threading.Event()
+        self._thread = threading.Thread(
+            target=self._serve, name="syncbus-router-changelog", daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        while not self._stop.is_set():
+            self.producer.poll(0.05)
+
+    def write(self, records: list[ChangelogRecord]) -> asyncio.Future[None]:
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[None] = loop.create_future()
+        if not records:
+            done.set_result(None)
+            return done
+        report = _Countdown(loop, done, len(records))
+        for partition, key, value in records:
+            self.producer.produce(self.topic, value, key, partition=partition,
+                                  on_delivery=report)
+        return done
+
+    def close(self, timeout: float = 30.0) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.producer.flush(timeout)
+
+
+class _Countdown:
+    """The delivery report of a batch's changelog records, called in the writer's thread."""
+
+    __slots__ = ("_done", "_left", "_loop")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, done: asyncio.Future[None],
+                 left: int) -> None:
+        self._loop, self._done, self._left = loop, done, left
+
+    def __call__(self, error: KafkaError | None, _msg: Any) -> None:
+        if self._left <= 0:
+            return  # failed already
+        if error is not None:
+            self._left = 0
+            self._loop.call_soon_threadsafe(_settle, self._done, KafkaException(error))
+            return
+        self._left -= 1
+        if self._left == 0:
+            self._loop.call_soon_threadsafe(_settle, self._done, None)
+
+
+def _settle(done: asyncio.Future[None], error: BaseException | None) -> None:
+    if done.done():
+        return
+    if error is None:
+        done.set_result(None)
+    else:
+        done.set_exception(error)
 
 
 def refused_letter(message: OutMessage, error: KafkaError, dlq_topic: str) -> OutMessage | None:

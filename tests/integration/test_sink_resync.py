@@ -131,3 +131,26 @@ def test_a_full_resync_drops_what_the_share_lost_and_refills_a_lost_database(
     }
     assert all(r["_resync"] == second for r in refilled.values())
     assert [i.resync for i in ended] == [second]
+
+
+def test_a_delta_resync_retracts_and_returns_rows(kafka: Any, database: str) -> None:
+    """A grant narrowed (a resync DELETE at the key's own version, before and after
+    null) removes the row; widened again (a SNAPSHOT at that same version) it returns."""
+    sub_id = f"test.sd{uuid.uuid4().hex[:8]}"
+    share = ShareProducer(kafka.bootstrap, sub_id, partitions=2)
+    stays, leaves = make_records(RESOURCE, 2, seed=53)
+    share.send([stays, leaves], version=7)
+    narrowed = uuid.uuid4().hex
+    share.marker(narrowed, "begin", "delta", {0: 8})
+    share.send([leaves], op="DELETE", version=7, resync=narrowed)
+    share.marker(narrowed, "end", "delta", {0: 8})
+    assert sink(sub_id, database, kafka) == 3
+    assert set(rows(database)) == {stays["id_number"]}
+    widened = uuid.uuid4().hex
+    share.marker(widened, "begin", "delta", {0: 8})
+    share.send([leaves], op="SNAPSHOT", version=7, resync=widened)
+    share.marker(widened, "end", "delta", {0: 8})
+    assert sink(sub_id, database, kafka) == 1
+    table = rows(database)
+    assert set(table) == {stays["id_number"], leaves["id_number"]}
+    assert table[leaves["id_number"]]["_resync"] == widened

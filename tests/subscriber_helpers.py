@@ -1,6 +1,6 @@
 """Share events produced the way the router does (wire contract), for SDK and sink tests.
 
-Issue #17 (/work/notes/grant-contract.md): ``version=`` adds ``syncbus-source-offset``,
+Issue #17 (docs/resync-contract.md): ``version=`` adds ``syncbus-source-offset``,
 ``resync=`` makes a resync delivery (its id header, a delivery sequence that means
 nothing, a DELETE with neither before nor after), and ``marker(...)`` writes a begin
 or end marker to every partition of the share topic, key and value null.

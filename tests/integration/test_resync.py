@@ -9,7 +9,7 @@ share in the new view; a grant that expires during the test gets DELETEs with no
 a grant revoked while the router is down is resynced when it starts; kill -9 of the
 router mid-resync, and the restarted router completes it with every key at its
 latest version. Share topics are read with a plain consumer and counted
-by key and offset (contract: /work/notes/grant-contract.md).
+by key and offset (contract: docs/resync-contract.md).
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ schema). The router reads no header of a raw event, forwards none to a
 subscriber, and adds only what the body does not carry: ``H_SOURCE_PARTITION``
 (the raw partition that a delivery sequence runs on) and ``H_SOURCE_OFFSET`` (the
 raw offset, the key's version); a resync adds ``H_RESYNC``, and its begin and end
-markers carry the ``H_MARKER`` set (issue #17 contract). The other ``H_*``
+markers carry the ``H_MARKER`` set (docs/resync-contract.md). The other ``H_*``
 names below are the publisher's on raw topics; nothing on the bus reads them.
 
 API:
@@ -48,17 +48,17 @@ H_OCCURRED_AT = "syncbus-occurred-at"
 H_PUBLISHED_AT = "syncbus-published-at"
 H_FINGERPRINT = "syncbus-fingerprint"
 
-# the one header of a delivery on a share topic: the delivery sequence (in the body)
-# runs per (subscriber, resource, source partition), and this names the partition
+# on every delivery on a share topic: the delivery sequence (in the body) runs per
+# (subscriber, resource, source partition), and this names the partition
 H_SOURCE_PARTITION = "syncbus-source-partition"
 
-# issue #17 wire contract (/work/notes/grant-contract.md): the key's version on every
-# delivery, and what marks a resync's deliveries and its begin/end markers
-H_SOURCE_OFFSET = "syncbus-source-offset"   # raw offset of the event a delivery comes from
-H_RESYNC = "syncbus-resync"                 # resync id (32 hex chars) on every resync delivery and marker
-H_MARKER = "syncbus-marker"                 # b"begin" | b"end" on marker messages only
-H_RESYNC_KIND = "syncbus-resync-kind"       # b"delta" | b"full" on markers
-H_WATERMARK = "syncbus-watermark"           # on markers: JSON {"<raw partition>": <end offset>, ...}
+# issue #17 (docs/resync-contract.md): the key's version on every delivery, and what
+# marks a resync's deliveries and its begin and end markers
+H_SOURCE_OFFSET = "syncbus-source-offset"  # raw offset of the event a delivery comes from
+H_RESYNC = "syncbus-resync"  # resync id (32 hex) on every resync delivery and marker
+H_MARKER = "syncbus-marker"  # b"begin" | b"end", on markers only
+H_RESYNC_KIND = "syncbus-resync-kind"  # b"delta" | b"full", on markers
+H_WATERMARK = "syncbus-watermark"  # on markers: JSON {"<raw partition>": <end offset>}
 # no longer written by the router (each is in the body); subscribers of older
 # deliveries still read the last two when the body lacks them
 H_SUBSCRIBER = "syncbus-subscriber"

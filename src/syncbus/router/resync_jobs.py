@@ -1,7 +1,7 @@
 """Resync jobs as records of the compacted ``syncbus.resync`` topic, the router's memory.
 
 A job is one (subscriber, resource) to bring in line with its grant (contract §3-§5:
-/work/notes/grant-contract.md). Keys of the topic:
+docs/resync-contract.md). Keys of the topic:
 
 - ``job/<id>``: the job (JSON of ``ResyncJob``); rewritten with its watermarks when it
   begins, so a router restarted after kill -9 reads up to the same end offsets;

@@ -93,6 +93,19 @@ def test_scope_narrowed_and_widened(bus: Bus) -> None:
     assert widened.decide("CREATE", GUSU) is None
 
 
+def test_what_live_routing_passed_under_the_new_grant_is_retracted(bus: Bus) -> None:
+    """A key held under the old grant whose latest record (a DELETE, or a move out of a
+    region the subscriber loses) live routing passed under the new grant: nobody told
+    the subscriber, so the resync does (found by the sink property test)."""
+    narrowed = _with(bus, f"city.suzhou/{RES}", regions=(GUSU,))
+    resync = _resync(bus, narrowed, "city.suzhou")
+    assert resync.decide("DELETE", "320506") == "DELETE"  # deleted in Wuzhong
+    assert resync.decide("UPDATE", WUXI, before_region="320506") == "DELETE"  # moved away
+    assert resync.decide("UPDATE", GUSU, before_region="320506") is None  # moved into Gusu
+    assert resync.decide("DELETE", NANJING) is None  # never Suzhou's
+    assert resync.decide("UPDATE", WUXI, before_region=NANJING) is None
+
+
 def test_clearance_and_masks_resend_the_view(bus: Bus) -> None:
     lowered = _with(bus, f"city.nanjing/{RES}", clearance="L1")
     changes = entitlement_changes(bus, lowered, NOW, NOW)

@@ -19,7 +19,7 @@ API:
     expiries_between(bus, since, until) -> list[EntitlementChange]
     one_grant_bus(bus, grant) -> Bus: the bus with that grant only (or none)
     Resync(subscriber, resource, old_table, new_table, old_at, new_at, resend)
-        .decide(op, region) -> "SNAPSHOT" | "DELETE" | None
+        .decide(op, region, before_region) -> "SNAPSHOT" | "DELETE" | None
 """
 
 from __future__ import annotations
@@ -38,7 +38,6 @@ CHANGE_KINDS = (
     "subscriber removed", "requested",
 )
 Decision = Literal["SNAPSHOT", "DELETE"] | None
-_NO_STATE = ("DELETE", "HEARTBEAT")  # a key's last record that is no state to hold
 
 
 @dataclass(frozen=True)
@@ -164,30 +163,54 @@ class Resync:
     new_at: datetime
     resend: bool = False
     _decided: dict[str, Decision] = field(default_factory=dict, init=False, repr=False)
+    _old_routes: dict[str, bool] = field(default_factory=dict, init=False, repr=False)
+    _new_routes: dict[str, bool] = field(default_factory=dict, init=False, repr=False)
 
-    def decide(self, op: str, region: str | None) -> Decision:
-        """SNAPSHOT, DELETE or nothing for a key whose latest record is (``op``, ``region``).
+    def decide(self, op: str, region: str | None, before_region: str | None = None) -> Decision:
+        """SNAPSHOT, DELETE or nothing for a key whose latest record is (``op``, ``region``),
+        ``before_region`` being where that record says the key was before (a move).
 
-        A key whose latest record is a DELETE is in nobody's share: live routing told
-        whoever held it. Raises ``UnroutableEvent`` for a record with no region. The
-        answer depends on the region alone (the times are fixed), so it is remembered.
+        The subscriber holds what live routing sent it: records up to the job's
+        watermark were routed under the old grant or, in the moment between the
+        switch and the watermark, under the new one. So a key whose latest record is a
+        DELETE or a move out of the old scope may still be held, if live routing
+        passed that record under the new grant, which no longer covered the region the
+        key left: it gets a DELETE (a second one is harmless: deletes are idempotent).
+        Raises ``UnroutableEvent`` for a record with no region. The answers depend on
+        the regions alone (the times are fixed), so they are remembered.
         """
-        if op in _NO_STATE:
+        if op == "HEARTBEAT":
             return None
         if not region:
             raise UnroutableEvent(f"{op} record of {self.resource} has no region to route on")
-        try:
-            return self._decided[region]
-        except KeyError:
+        if op == "DELETE":
+            return "DELETE" if self._held(region) else None
+        decided = self._decided.get(region)
+        if decided is None and region not in self._decided:
             decided = self._decided[region] = self._decide(region)
-            return decided
+        if decided is None and before_region and before_region != region \
+                and self._held(before_region) and not self._entitled(region):
+            return "DELETE"
+        return decided
 
     def _decide(self, region: str) -> Decision:
-        in_new = self._routed(self.new_table, region, self.new_at)
+        in_new = self._entitled(region)
         if in_new:
-            return "SNAPSHOT" if self.resend or not self._routed(
-                self.old_table, region, self.old_at) else None
-        return "DELETE" if self._routed(self.old_table, region, self.old_at) else None
+            return "SNAPSHOT" if self.resend or not self._held(region) else None
+        return "DELETE" if self._held(region) else None
+
+    def _held(self, region: str) -> bool:
+        """Whether the old grant routed a record of ``region`` to the subscriber."""
+        found = self._old_routes.get(region)
+        if found is None:
+            found = self._old_routes[region] = self._routed(self.old_table, region, self.old_at)
+        return found
+
+    def _entitled(self, region: str) -> bool:
+        found = self._new_routes.get(region)
+        if found is None:
+            found = self._new_routes[region] = self._routed(self.new_table, region, self.new_at)
+        return found
 
     def _routed(self, table: RoutingTable, region: str, now: datetime) -> bool:
         if self.resource not in table.bus.resources:

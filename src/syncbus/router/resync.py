@@ -1,7 +1,7 @@
 """One resync job run to its end: markers, the state read in chunks, routed, the audit.
 
 A resync brings one subscriber's copy of one resource in line with its grant
-(issue #17; the wire contract is /work/notes/grant-contract.md). The state is the
+(issue #17; the wire contract is docs/resync-contract.md). The state is the
 compacted raw topic: per key, the last record at an offset below the watermark (the
 end offsets taken when the job begins, kept in the job record so a restarted router
 reads up to the same place). Compaction is lazy (the active segment is never
@@ -230,6 +230,8 @@ class ResyncRun:
         self.raw = names.raw(job.resource)
         self.share = names.share(job.subscriber, job.resource)
         self.v = _Views(job, bus, secrets, names)
+        resource = bus.resources.get(job.resource)
+        self.region_field = resource.region_field if resource is not None else "region"
         self.consumer = Consumer(connection.confluent(**{
             "group.id": connection.own_group("resync"), "enable.auto.commit": False,
             "enable.partition.eof": True, "auto.offset.reset": "earliest",
@@ -350,7 +352,9 @@ class ResyncRun:
                     if decision is None:
                         continue
                 record = v.codec.decode(value, v.rr.reader_fp)[0]
-                decision = v.decide.decide(record["op"], record["region"])
+                before = record.get("before") or {}
+                decision = v.decide.decide(record["op"], record["region"],
+                                           before.get(self.region_field))
             except (ValueError, UnroutableEvent, KeyError):  # the engine says why
                 snapshots.append(raw)
                 continue

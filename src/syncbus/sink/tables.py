@@ -9,7 +9,8 @@ holds: its version, issue #17), ``_resync`` (the id of the resync that last wrot
 the row; null when a live event did) and ``_share_partition`` (the share partition
 of the delivery that wrote it, with ``_offset`` its place there). Columns are added
 when a newer writer schema brings a field (``ALTER TABLE ... ADD COLUMN``) and never
-dropped, so a grant that narrows leaves nulls. A field whose view type changed (a
+dropped; a row written in a view without a column has it null, so a grant that
+narrows leaves nulls, never the values of the wider view. A field whose view type changed (a
 birth date now masked to its year, a string) widens its column to text, which
 holds both (PostgreSQL: ``ALTER COLUMN ... TYPE TEXT``; SQLite columns take any
 value already). Values are converted for the column they land in, as the column
@@ -205,7 +206,11 @@ class Table:
         """Write the row unless the version rule says it is stale (module doc); ``meta``
         holds the bookkeeping columns, ``_version`` and ``_resync`` among them (absent or
         null version: unconditional). True when the row was written."""
-        row = {**{n: self.value(n, v) for n, v in record.items()}, **meta, "_key": key}
+        # a column the record's view lacks (a field its grant no longer shows, after a
+        # lowered clearance) is emptied: the row never keeps a value its view dropped
+        dropped = {n: None for n in self.columns if n not in record and n not in _BOOKKEEPING}
+        row = {**{n: self.value(n, v) for n, v in record.items()}, **dropped, **meta,
+               "_key": key}
         names = list(row)
         cols = ", ".join(quote(n) for n in names)
         updates = ", ".join(f"{quote(n)} = excluded.{quote(n)}" for n in names if n != "_key")

@@ -76,7 +76,7 @@ def test_one_ca_and_one_admin_reach_every_node_and_acls_hold(
     producer = Producer(department.confluent(acks="all"))
     failed: list[str] = []
     for partition in raw.partitions:
-        producer.produce(RAW, b"probe", partition=partition,
+        producer.produce(RAW, b"probe", key=b"probe", partition=partition,  # compacted
                          on_delivery=lambda err, _m: err and failed.append(str(err)))
     assert producer.flush(60) == 0 and failed == [], failed
 

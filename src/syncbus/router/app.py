@@ -77,6 +77,14 @@ from syncbus.router.topics import raw_partitions
 
 log = logging.getLogger("syncbus.router")
 EXIT_UNCONFIRMED = 70
+# How long the group waits for a worker that stopped heartbeating before its raw
+# partitions go to the others. Faust's default, 60 s, left a killed worker's
+# partitions unrouted for a minute per kill, longer when workers died in the middle of
+# a rebalance (each dead member costs its own timeout). 10 s is Kafka's long-standing
+# default before 3.0; heartbeats run on the consumer's own thread, so a busy event
+# loop does not miss them.
+SESSION_TIMEOUT_S = 10.0
+HEARTBEAT_INTERVAL_S = 2.0
 
 
 @dataclass(frozen=True)
@@ -271,6 +279,8 @@ def build_app(config: RouterConfig, registry: CollectorRegistry | None = None) -
         stream_buffer_maxsize=config.batch_size * 2,
         broker_max_poll_records=config.batch_size,
         broker_commit_interval=1.0,
+        broker_session_timeout=SESSION_TIMEOUT_S,
+        broker_heartbeat_interval=HEARTBEAT_INTERVAL_S,
     )
     table = app.Table(
         "delivery-sequence", default=int, key_type=str, value_type=int, partitions=partitions

@@ -63,12 +63,20 @@ class Share:
         self.messages: list[Any] = []
 
     def poll(self) -> list[Any]:
-        for _ in range(50):
+        """Everything written so far: read until every partition reaches the high
+        watermark it had when asked (a first empty poll is not the end: a loaded
+        broker answers a new consumer's partitions one by one)."""
+        parts = self.consumer.assignment()
+        ends = {p.partition: self.consumer.get_watermark_offsets(p, timeout=10)[1]
+                for p in parts}
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
             got = [m for m in self.consumer.consume(2000, timeout=0.2) if m.error() is None]
             self.messages += got
-            if not got:
-                break
-        return self.messages
+            positions = {p.partition: p.offset for p in self.consumer.position(parts)}
+            if all(positions[p] >= end for p, end in ends.items() if end > 0):
+                return self.messages
+        raise AssertionError(f"share {self.topic} not read to {ends} within 60 s")
 
     def of(self, rid: str) -> tuple[list[Any], list[Any]]:
         """(markers, deliveries) of one resync, in the order read."""

@@ -10,7 +10,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from confluent_kafka import Consumer
+from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from syncbus.core.catalog import load_bus
@@ -61,14 +61,18 @@ class Read:
 
 def read_topic(bootstrap: str, topic: str, min_count: int, timeout: float = 60.0) -> list[Read]:
     """Every message of ``topic`` from the start, once at least ``min_count`` are read and
-    the topic has been quiet for a moment (so that duplicates would show too)."""
+    the topic has been quiet for a moment (so that duplicates would show too).
+
+    The partitions are assigned, not subscribed: a group rebalance on a loaded broker
+    restarted a subscribed reader from the beginning (it commits nothing), which read
+    every event twice and looked like duplicates on the topic."""
     consumer = Consumer({
         "bootstrap.servers": bootstrap,
         "group.id": f"test-{uuid.uuid4().hex}",
-        "auto.offset.reset": "earliest",
         "enable.auto.commit": False,
     })
-    consumer.subscribe([topic])
+    partitions = consumer.list_topics(topic, timeout=30).topics[topic].partitions
+    consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
     out: list[Read] = []
     quiet = 0
     import time

@@ -73,7 +73,8 @@ class SubscriberMetrics:
         )
         self.sink_rows = Counter(
             "syncbus_sink_rows_total",
-            "Rows the sink wrote, by action (upsert, delete).",
+            "Rows the sink wrote, by action: upsert, delete, resync_drop (rows a full "
+            "resync did not resend).",
             (*labels, "action"),
             registry=registry,
         )

@@ -39,6 +39,7 @@ from syncbus.core.catalog import load_bus
 from syncbus.core.codec import Codec
 from syncbus.core.fake import make_record
 from syncbus.core.model import Bus
+from syncbus.router import RESYNC_CHUNK, RESYNC_REST
 
 RES = "population.resident"
 WUXI, LIVE_REGION = "320205", "320102"
@@ -182,8 +183,8 @@ def _wait_routed(conn: Connection, names: TopicNames, n: int, deadline: float) -
 @click.option("--rate", type=click.FloatRange(1), default=1000.0, show_default=True,
               help="Live events/s beside the resync.")
 @click.option("--partitions", type=click.IntRange(1), default=3, show_default=True)
-@click.option("--chunk", type=click.IntRange(1), default=2000, show_default=True)
-@click.option("--rest", type=click.FloatRange(0), default=0.5, show_default=True)
+@click.option("--chunk", type=click.IntRange(1), default=RESYNC_CHUNK, show_default=True)
+@click.option("--rest", type=click.FloatRange(0), default=RESYNC_REST, show_default=True)
 @click.option("--bootstrap", default=None)
 @click.option("--json", "as_json", is_flag=True, help="One JSON line.")
 def command(records: int, rate: float, partitions: int, chunk: int, rest: float,

@@ -8,7 +8,7 @@ import click
 
 from syncbus import settings
 from syncbus.cli.options import check_access, login_options
-from syncbus.router import DEFAULT_MAX_CONSECUTIVE_DEAD
+from syncbus.router import DEFAULT_MAX_CONSECUTIVE_DEAD, RESYNC_CHUNK, RESYNC_REST
 
 
 def _default_workdir() -> str:
@@ -55,9 +55,9 @@ def _default_workdir() -> str:
     help="Stop (before acking) when this many valid events in a row fail to route: "
     "a broken router. Bad input never counts: it is dead-lettered and quarantined.",
 )
-@click.option("--resync-chunk", type=click.IntRange(1), default=2000, show_default=True,
+@click.option("--resync-chunk", type=click.IntRange(1), default=RESYNC_CHUNK, show_default=True,
               help="Records a resync reads and sends at a time (issue #17).")
-@click.option("--resync-rest", type=click.FloatRange(0), default=0.5, show_default=True,
+@click.option("--resync-rest", type=click.FloatRange(0), default=RESYNC_REST, show_default=True,
               help="After each resync chunk, rest this many times the chunk's own time, so "
               "live routing keeps its latency.")
 @click.option("--resync-pause", type=click.FloatRange(0), default=0.0, show_default=True,

@@ -10,3 +10,8 @@ broker confirmed every record.
 # far below "the whole stream since the deploy": a router that fails everything stops.
 # Here, not in ``engine``: the CLI shows it in ``--help`` without importing the engine.
 DEFAULT_MAX_CONSECUTIVE_DEAD = 10_000
+
+# A resync's pacing (``resync.Pacing``): records per chunk, and the rest after each
+# chunk as a multiple of its own time. Measured there; here for ``--help`` as above.
+RESYNC_CHUNK = 5000
+RESYNC_REST = 0.0

@@ -53,7 +53,7 @@ async def _read_to_end_then_rewind(bootstrap: str, topic: str) -> dict[str, dict
         at_end = {tp.partition: await consumer.position(tp) for tp in parts}
         plain = await consumer.seek_to_committed()
         after_plain = {tp.partition: await consumer.position(tp) for tp in parts}
-        committed = await rewind_to_committed(consumer)
+        committed = await rewind_to_committed(consumer, {topic, "other-topic"})
         rewound = {tp.partition: await consumer.position(tp) for tp in parts}
         return {
             "at_end": at_end,

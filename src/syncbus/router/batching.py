@@ -76,9 +76,11 @@ BatchHandler = Callable[[Fetch], Awaitable[None]]
 FETCH_MAX_WAIT_MS = 100
 
 
-async def rewind_to_committed(consumer: Any) -> Mapping[Any, int | None]:
-    """Put every assigned partition back at its committed offset, or at the beginning
-    when it has none; returns the committed offsets (None: no commit).
+async def rewind_to_committed(consumer: Any, topics: Collection[str]) -> Mapping[Any, int | None]:
+    """Put every assigned partition back at its committed offset, or, for ``topics``
+    (those whose offsets Faust commits), at the beginning when it has none; returns
+    the committed offsets (None: no commit). Other topics (table changelogs, the
+    assignor's) are never committed: Faust seeks those itself.
 
     Faust drops records it fetched but must not hand on (flow stopped for a
     rebalance, a partition paused for recovery, a new generation) and counts on a
@@ -91,7 +93,7 @@ async def rewind_to_committed(consumer: Any) -> Mapping[Any, int | None]:
     router's ``auto_offset_reset``, the beginning.
     """
     committed: Mapping[Any, int | None] = await consumer.seek_to_committed()
-    uncommitted = [tp for tp, offset in committed.items() if not offset]
+    uncommitted = [tp for tp, offset in committed.items() if not offset and tp.topic in topics]
     if uncommitted:
         await consumer.seek_to_beginning(*uncommitted)
     return committed
@@ -108,7 +110,8 @@ class BatchConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
         return consumer
 
     async def seek_to_committed(self) -> Mapping[TP, int]:
-        committed = await self.call_thread(rewind_to_committed, self._ensure_consumer())
+        topics = cast(BatchApp, self.consumer.app).batch_topics
+        committed = await self.call_thread(rewind_to_committed, self._ensure_consumer(), topics)
         return cast("Mapping[TP, int]", committed)
 
 

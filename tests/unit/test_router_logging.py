@@ -1,0 +1,44 @@
+"""The router's worker keeps the root logger at its --loglevel.
+
+Faust's worker sets the root logger to DEBUG for its terminal spinner, so every debug
+call of aiokafka (several per fetch) built a log record only for the handler to drop
+it; ``quiet_worker`` leaves the spinner out."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+
+import faust
+import pytest
+from faust.worker import Worker
+
+from syncbus.router.app import quiet_worker
+
+FETCHER = "aiokafka.consumer.fetcher"
+
+
+@pytest.fixture
+def saved_logging() -> Iterator[None]:
+    root = logging.getLogger()
+    level, handlers = root.level, list(root.handlers)
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+
+
+def test_the_router_worker_does_not_build_debug_records(tmp_path: Path, saved_logging: None
+                                                          ) -> None:
+    worker = quiet_worker(faust.App("syncbus-test-logging"), "WARNING", tmp_path)
+    worker._setup_logging()
+    assert logging.getLogger().level == logging.WARNING
+    assert not logging.getLogger(FETCHER).isEnabledFor(logging.DEBUG)
+
+
+def test_faust_worker_alone_turns_debug_on(tmp_path: Path, saved_logging: None) -> None:
+    """Why ``quiet_worker`` exists: the same worker with Faust's spinner."""
+    worker = Worker(faust.App("syncbus-test-logging"), loglevel="WARNING", quiet=True,
+                    workdir=tmp_path)
+    worker._setup_logging()
+    assert logging.getLogger(FETCHER).isEnabledFor(logging.DEBUG)

@@ -31,9 +31,9 @@ from typing import Any, cast
 import click
 import faust
 from confluent_kafka import Producer
-from faust.worker import Worker
 
 from syncbus.connection import Connection
+from syncbus.router.app import quiet_worker
 from syncbus.router.batching import BatchApp, BatchConsumer, Fetch
 
 MODES = ("take_events", "batches", "io")
@@ -165,7 +165,7 @@ def main(
     what the router would write for them); print events/s."""
     address = Connection.from_env(bootstrap).bootstrap
     app = build(mode, address, topic, batch, expect, workdir, outputs)
-    Worker(app, loglevel="WARNING", quiet=True, workdir=workdir).execute_from_commandline()
+    quiet_worker(app, "WARNING", workdir).execute_from_commandline()  # as the router runs
 
 
 if __name__ == "__main__":

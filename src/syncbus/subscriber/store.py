@@ -361,13 +361,23 @@ class SqlStore:
         return None if row is None else _resync_info(row)
 
     def prune(self) -> None:
-        """Keep at most ``max_ids`` ids, none older than ``max_age_seconds``."""
+        """Keep at most ``max_ids`` ids, none older than ``max_age_seconds``.
+
+        Ids are recorded in ``seq`` order, so the old ones are the first: those before
+        the first young one are deleted, found by walking ``seq`` from the oldest. A
+        ``seen_at`` condition over the whole table (it has no index on it) read every
+        row: 55 ms at 1,000,000 ids on an idle machine, every ``prune_every`` events, a
+        stall of the subscriber's loop. A young id is never deleted; after the clock
+        was set back, an old id behind a younger one waits for the next prunes."""
         self.execute(
             "DELETE FROM syncbus_seen WHERE seq <= (SELECT MAX(seq) FROM syncbus_seen) - ?",
             (self.max_ids,),
         )
         self.execute(
-            "DELETE FROM syncbus_seen WHERE seen_at < ?", (time.time() - self.max_age_seconds,)
+            "DELETE FROM syncbus_seen WHERE seq < COALESCE("
+            "(SELECT seq FROM syncbus_seen WHERE seen_at >= ? ORDER BY seq LIMIT 1), "
+            "(SELECT MAX(seq) + 1 FROM syncbus_seen))",
+            (time.time() - self.max_age_seconds,),
         )
         self._since_prune = 0
 

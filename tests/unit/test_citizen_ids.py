@@ -16,6 +16,7 @@ import uuid
 from datetime import UTC, datetime
 
 import pytest
+from stdnum import numdb
 from stdnum.cn import ric
 
 from syncbus.admin.names import TopicNames
@@ -23,7 +24,7 @@ from syncbus.core.catalog import Bus
 from syncbus.core.citizen_ids import birth_place_ok, citizen_id_problem, vouched_birth_place
 from syncbus.core.codec import Codec
 from syncbus.core.fake import make_record
-from syncbus.core.validation import _citizen_id_ok, check_format
+from syncbus.core.validation import _citizen_id_ok, check_format, compile_validator
 from syncbus.core.views import ViewCache
 from syncbus.router.compiled import CompiledPolicy
 from syncbus.router.engine import RawMessage, RoutingEngine
@@ -175,3 +176,17 @@ def test_the_router_byte_path_and_python_path_agree_on_real_numbers(bus: Bus) ->
             "share.city.suzhou.population.resident"} <= delivered_to
     route = fast._byte_routes[TopicNames("").raw("population.resident")]
     assert route is not None and route.routed == len(good)  # all valid ones on the byte path
+
+
+def test_a_validator_with_citizen_ids_reads_the_region_database_when_compiled(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """stdnum reads its region database on first use; the router's first event waited
+    for it (30-160 ms), so compiling a validator that checks citizen IDs reads it."""
+    monkeypatch.setattr(numdb, "_open_databases", {})
+    compile_validator({"type": "record", "name": "NoIds", "fields": [
+        {"name": "name", "type": "string"}]})
+    assert "cn/loc" not in numdb._open_databases
+    compile_validator({"type": "record", "name": "WithIds", "fields": [
+        {"name": "id_number", "type": "string", "format": "citizen_id"}]})
+    assert "cn/loc" in numdb._open_databases

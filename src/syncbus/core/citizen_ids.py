@@ -21,6 +21,7 @@ vouch for numbers whose birth year has ended (:func:`vouched_birth_place`), so t
 "not in the future" rule never needs a second definition in C.
 
 API:
+    load_regions()                               read stdnum's region database now
     birth_place_ok(region6, year4) -> bool       the region rule above (cached)
     vouched_birth_place(region6, year4) -> bool  what the fast paths may vouch for
     citizen_id_problem(value) -> reason | None   every rule, each with its own reason
@@ -40,6 +41,14 @@ _PERIOD = re.compile(r"^\[(\d*)-(\d*)\]")
 
 def _today() -> dt.date:
     return dt.datetime.now(dt.UTC).date()
+
+
+def load_regions() -> None:
+    """Read stdnum's region code database now. stdnum parses its ~7,000 lines on the
+    first number checked (30-160 ms here), and a router's first event waited that
+    long behind it; a validator of a schema with citizen IDs calls this when it is
+    compiled (``syncbus.core.validation``)."""
+    numdb.get("cn/loc")
 
 
 @lru_cache(maxsize=8192)

@@ -37,7 +37,12 @@ from stdnum.cn import uscc
 from stdnum.exceptions import InvalidChecksum, InvalidLength
 from stdnum.exceptions import ValidationError as StdnumError
 
-from syncbus.core.citizen_ids import birth_place_ok, citizen_id_problem, vouched_birth_place
+from syncbus.core.citizen_ids import (
+    birth_place_ok,
+    citizen_id_problem,
+    load_regions,
+    vouched_birth_place,
+)
 from syncbus.core.jsonconv import from_json, to_json
 from syncbus.core.problems import FieldError, ValidationError
 from syncbus.core.regions import is_valid_region
@@ -257,6 +262,8 @@ def _record(schema: Mapping[str, Any], names: dict[str, Check]) -> Check:
         type_ = field["type"]
         nullable = isinstance(type_, list) and "null" in type_
         check = _compile(type_, names)
+        if field.get("format") == "citizen_id":
+            load_regions()  # at compile time, not at the first number checked
         fields.append((field["name"], check, field.get("format"), not nullable))
     known = frozenset(name for name, *_ in fields)
     return record

@@ -18,6 +18,9 @@ import pytest
 from syncbus import settings
 from syncbus.localkafka import broker
 
+# postgres_server, postgres and database (SQLite, then PostgreSQL), for every test
+pytest_plugins = ["tests.postgres_fixture"]
+
 REPO = Path(__file__).resolve().parents[1]
 
 

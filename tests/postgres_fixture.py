@@ -5,9 +5,9 @@ The server binaries come from PATH or Debian's ``/usr/lib/postgresql/<v>/bin``
 them. initdb refuses to run as root, so as root the server runs as the ``postgres``
 user (else ``nobody``) in a temporary directory it owns, on a free port with its
 socket in that directory, and is stopped at the end of the session. Each test gets
-a database of its own.
-
-    from tests.postgres_fixture import postgres, postgres_server  # noqa: F401
+a database of its own (``postgres``, its URL); ``database`` runs a test on an empty
+SQLite file, then on a PostgreSQL database. ``tests/conftest.py`` loads these fixtures
+for every test; the server starts only for a test that asks for one.
 """
 
 from __future__ import annotations
@@ -129,3 +129,11 @@ def postgres(postgres_server: PostgresServer) -> Iterator[str]:
     yield postgres_server.url(name)
     with psycopg.connect(postgres_server.url(), autocommit=True) as admin:
         admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The URL of an empty database: a SQLite file, then a PostgreSQL database."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'city.db'}"
+    return str(request.getfixturevalue("postgres"))

@@ -8,27 +8,17 @@ produced to the wire contract by ``ShareProducer`` until the router writes them.
 from __future__ import annotations
 
 import uuid
-from pathlib import Path
 from typing import Any
 
-import pytest
 from prometheus_client import CollectorRegistry
 
 from syncbus.core.fake import make_records
 from syncbus.sink import run_sink
 from syncbus.subscriber import ResyncInfo, SqlStore
-from tests.postgres_fixture import postgres, postgres_server  # noqa: F401
 from tests.subscriber_helpers import ShareProducer
 
 RESOURCE = "population.resident"
 TABLE = "population_resident"
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'city.db'}"
-    return str(request.getfixturevalue("postgres"))
 
 
 def rows(database: str) -> dict[str, dict[str, Any]]:

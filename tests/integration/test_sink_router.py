@@ -18,7 +18,6 @@ from syncbus.core.catalog import load_bus
 from syncbus.core.fake import make_record
 from syncbus.publisher import Publisher
 from syncbus.subscriber import SqlStore
-from tests.postgres_fixture import postgres_server  # noqa: F401
 from tests.router_helpers import RouterProcess
 from tests.subscriber_helpers import REPO
 
@@ -115,7 +114,7 @@ def test_after_the_move_only_nanjing_and_xuanwu_hold_the_resident_on_sqlite(
 def test_after_the_move_only_nanjing_and_xuanwu_hold_the_resident_on_postgresql(
     bus_kafka: Any,
     moved: dict[str, Any],
-    postgres_server: Any,  # noqa: F811
+    postgres_server: Any,
 ) -> None:
     import psycopg
 

@@ -8,24 +8,13 @@ new values, on SQLite and on a real PostgreSQL (where a DATE column refused "200
 from __future__ import annotations
 
 import datetime as dt
-from pathlib import Path
 from typing import Any
-
-import pytest
 
 from syncbus.sink.tables import Table
 from syncbus.subscriber import SqlStore
-from tests.postgres_fixture import postgres, postgres_server  # noqa: F401
 
 META = {"_event_id": "e", "_op": "UPSERT", "_source_partition": 0, "_offset": 0,
         "_occurred_at": None}
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return str(tmp_path / "sink.db")
-    return str(request.getfixturevalue("postgres"))
 
 
 def test_a_date_masked_to_its_year_widens_the_column(database: Any) -> None:

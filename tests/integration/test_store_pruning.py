@@ -4,19 +4,7 @@ id never goes, even when the clock was set back."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
-import pytest
-
 from syncbus.subscriber import SqlStore
-from tests.postgres_fixture import postgres, postgres_server  # noqa: F401
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'store.db'}"
-    return str(request.getfixturevalue("postgres"))
 
 
 def _aged(store: SqlStore, *names: str) -> None:

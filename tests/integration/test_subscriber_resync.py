@@ -20,7 +20,6 @@ from prometheus_client import CollectorRegistry
 from syncbus.core.fake import make_records
 from syncbus.core.topics import H_MARKER, H_RESYNC
 from syncbus.subscriber import Event, Gap, ResyncInfo, SqlStore, Subscriber
-from tests.postgres_fixture import postgres, postgres_server  # noqa: F401
 from tests.subscriber_helpers import ShareProducer
 
 RESOURCE = "population.resident"

@@ -47,7 +47,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, NamedTuple, NoReturn, cast
+from typing import TYPE_CHECKING, Any, NamedTuple, NoReturn, cast
 
 import faust
 from confluent_kafka import KafkaException
@@ -74,6 +74,9 @@ from syncbus.router.resync_runner import ResyncRunner
 from syncbus.router.secrets import TokenSecrets
 from syncbus.router.sink import BatchSink, ChangelogWriter, Delivery
 from syncbus.router.topics import raw_partitions
+
+if TYPE_CHECKING:
+    from faust.worker import Worker
 
 log = logging.getLogger("syncbus.router")
 EXIT_UNCONFIRMED = 70
@@ -404,7 +407,7 @@ def _restart_to_subscribe(app: BatchApp, topics: list[str]) -> None:
     os.kill(os.getpid(), signal.SIGTERM)
 
 
-def quiet_worker(app: faust.App, loglevel: str, workdir: Path) -> Any:
+def quiet_worker(app: faust.App, loglevel: str, workdir: Path) -> Worker:
     """Faust's worker without its terminal spinner. The spinner turns with every log
     record, so Faust sets the root logger to DEBUG for it: aiokafka then built ~3,000
     debug records a second that the handler threw away (at 2,000 events/s), and

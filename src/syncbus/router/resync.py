@@ -66,8 +66,9 @@ class Pacing:
     The defaults are measured (``syncbus bench resync --records 1000000``, 1,000 live
     events/s beside it, 2026-12-04): chunks of 2,000 resting 0.5 gave 22,870 records/s
     at live p99 255 ms; 5,000 resting 0.1, 33,126 at 308 ms; 5,000 with no rest,
-    41,791 at 298 ms. Resting bought the live path nothing measurable, so it is off;
-    the thread still yields between chunks and the GIL every few ms."""
+    41,791 at 298 ms (one run; three more gave a median 36,623 at 310-328 ms).
+    Resting bought the live path nothing measurable, so it is off; the thread still
+    yields between chunks and the GIL every few ms."""
 
     chunk: int = RESYNC_CHUNK
     rest: float = RESYNC_REST

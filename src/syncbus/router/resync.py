@@ -102,6 +102,7 @@ class Head(NamedTuple):
 _OPS = ("CREATE", "UPDATE", "DELETE", "SNAPSHOT", "HEARTBEAT")
 _SNAPSHOT_BYTE = b"\x06"  # zig-zag of enum index 3
 _UUID_LENGTH = 72  # zig-zag of 36
+_EVENT_ID = slice(HEADER_LEN + 1, HEADER_LEN + 37)  # right after the 10-byte header
 
 
 def head_of(raw: bytes, reader_fp: bytes) -> Head | None:
@@ -141,8 +142,7 @@ def head_of(raw: bytes, reader_fp: bytes) -> Head | None:
             while raw[at] & 0x80:
                 at += 1
             at += 1
-        event_id = slice(HEADER_LEN + 1, HEADER_LEN + 37)
-        return Head(_OPS[op >> 1], texts[1], event_id, op_at, raw[at] == 0)
+        return Head(_OPS[op >> 1], texts[1], _EVENT_ID, op_at, raw[at] == 0)
     except (IndexError, UnicodeDecodeError):
         return None
 
@@ -345,30 +345,32 @@ class ResyncRun:
         snapshots: list[RawMessage] = []
         out: list[OutMessage] = []
         routed_at = int(time.time() * 1_000_000)
-        ids = event_ids(len(messages))
-        for i, message in enumerate(messages):
-            raw = RawMessage(self.raw, partition, message.offset(), message.key(),
-                             message.value(), None)
-            value = raw.value or b""
+        topic, reader_fp, decide = self.raw, v.rr.reader_fp, v.decide.decide
+        # each stored record's message is built once: the work per record is the resync's
+        for message, event_id in zip(messages, event_ids(len(messages)), strict=True):
+            value = message.value() or b""
             try:
-                head = head_of(value, v.rr.reader_fp)
-                if head is not None and head.before_null and v.same_keys:
-                    decision = v.decide.decide(head.op, head.region)  # no decoding at all
+                head = head_of(value, reader_fp) if v.same_keys else None
+                if head is not None and head.before_null:
+                    decision = decide(head.op, head.region)  # no decoding at all
                     if decision == "SNAPSHOT":
-                        snapshots.append(raw._replace(value=fast_snapshot(value, head, ids[i])))
+                        snapshots.append(RawMessage(topic, partition, message.offset(),
+                                                    message.key(),
+                                                    fast_snapshot(value, head, event_id), None))
                         continue
                     if decision is None:
                         continue
-                record = v.codec.decode(value, v.rr.reader_fp)[0]
+                record = v.codec.decode(value, reader_fp)[0]
                 before = record.get("before") or {}
-                decision = v.decide.decide(record["op"], record["region"],
-                                           before.get(self.region_field))
+                decision = decide(record["op"], record["region"], before.get(self.region_field))
             except (ValueError, UnroutableEvent, KeyError):  # the engine says why
-                snapshots.append(raw)
+                snapshots.append(RawMessage(topic, partition, message.offset(), message.key(),
+                                            message.value(), None))
                 continue
+            raw = RawMessage(topic, partition, message.offset(), message.key(), value, None)
             if decision == "SNAPSHOT":
                 snapshots.append(raw._replace(
-                    value=snapshot_of(v.codec, v.rr.reader_fp, record, ids[i].decode())))
+                    value=snapshot_of(v.codec, reader_fp, record, event_id.decode())))
                 if not v.same_keys and not self._same_key(record["key"]):
                     out.append(self._delete(v.old_route, record, raw, routed_at, rid))
             elif decision == "DELETE" and v.old_route is not None:
@@ -384,10 +386,11 @@ class ResyncRun:
             progress.snapshots += len(routed.deliveries)
             progress.dead_letters += len(routed.dead)
             out += routed.dead + routed.quarantine
+        produce = cast(Any, self.producer.produce)  # its stubs want str headers; bytes go too
         for topic, key, body, headers in out:
             while True:
                 try:
-                    self.producer.produce(topic, body, key, headers=cast(Any, headers))
+                    produce(topic, body, key, headers=headers)
                     break
                 except BufferError:
                     self.producer.poll(0.1)

@@ -69,7 +69,7 @@ class Pacing:
     41,791 at 298 ms (one run; three more gave a median 36,623 at 310-328 ms).
     Resting bought the live path nothing measurable, so it is off; the thread still
     yields between chunks and the GIL every few ms. With the reading consumer's fetch
-    backoff at 10 ms (same day, 7 runs), 5,000 with no rest gave a median 43,202
+    backoff at 10 ms (same day, 10 runs), 5,000 with no rest gave a median 44,177
     records/s at live p99 296-344 ms."""
 
     chunk: int = RESYNC_CHUNK

@@ -27,6 +27,12 @@ from typing import Any
 
 import pytest
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+from confluent_kafka.admin import (  # type: ignore[attr-defined]
+    AdminClient,
+    AlterConfigOpType,
+    ConfigEntry,
+    ConfigResource,
+)
 
 from syncbus.admin.apply import apply_bus
 from syncbus.admin.compacted import read_compacted
@@ -369,3 +375,46 @@ def test_kill_9_mid_resync_completes_after_restart(bus_kafka, streams, router) -
     assert len([m for m in markers if dict(m.headers())[t.H_MARKER] == b"end"]) == 3
     share.close()
     assert time.monotonic() - started < 400
+
+
+def _share_limit(bootstrap: str, subscriber: str, max_bytes: str | None) -> None:
+    """Set a share topic's max.message.bytes, or (None) give it the broker's again."""
+    entry = ConfigEntry("max.message.bytes", max_bytes, incremental_operation=(
+        AlterConfigOpType.SET if max_bytes is not None else AlterConfigOpType.DELETE))
+    topic = ConfigResource(ConfigResource.Type.TOPIC, t.share_topic(subscriber, RES),
+                           incremental_configs=[entry])
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    for future in admin.incremental_alter_configs([topic]).values():
+        future.result(timeout=30)
+
+
+def test_records_the_broker_refuses_hold_the_resync_until_it_takes_them(  # type: ignore[no-untyped-def]
+    bus_kafka, router
+) -> None:
+    """A share topic that refuses every record (over its size limit): the job is not done
+    and stays pending, retried from its progress; once the topic takes records again,
+    it ends with every key of the share. Before the producer's refusals were checked, the
+    job recorded itself done with nothing delivered."""
+    _share_limit(bus_kafka.bootstrap, "city.suzhou", "100")
+    try:
+        asked = _cli(bus_kafka.bootstrap, "--as", "city.suzhou", "--resource", RES)
+        assert asked.returncode == 0, asked.stderr
+        rid = asked.stdout.split()[1]
+        wait_for(lambda: f"job/{rid}" in read_compacted(Connection(bus_kafka.bootstrap),
+                                                        t.RESYNC_TOPIC), WAIT_S,
+                 f"resync {rid} submitted")
+        time.sleep(10)  # a job of ~20 records at chunks of 100: done in 1-3 s if let through
+        records = read_compacted(Connection(bus_kafka.bootstrap), t.RESYNC_TOPIC)
+        assert f"done/{rid}" not in records and f"job/{rid}" in records
+    finally:
+        _share_limit(bus_kafka.bootstrap, "city.suzhou", None)
+    audit = json.loads(wait_for(lambda: read_compacted(
+        Connection(bus_kafka.bootstrap), t.RESYNC_TOPIC).get(f"done/{rid}"), WAIT_S,
+        f"resync {rid} done once the topic takes records", every=1.0))
+    assert audit["snapshots"] == len(_keys("city.suzhou", "3205")) and audit["deletes"] == 0
+    share = Share(bus_kafka.bootstrap, "city.suzhou")
+    markers, deliveries = share.of(rid)
+    _check_markers(markers, deliveries, b"full")
+    reader = ShareReader(bus_kafka.bootstrap)
+    assert {reader.decode(m.value())["key"] for m in deliveries} == _keys("city.suzhou", "3205")
+    share.close()

@@ -229,13 +229,41 @@ def _with_subscriber(bus: Bus, grant: Grant | None) -> Bus:
     return dataclasses.replace(bus, subscribers={**bus.subscribers, gone.id: gone})
 
 
+class Refusals:
+    """The records the broker refused, as the producer reports them (it reports only
+    failures, ``delivery.report.only.error``: a report per record would cost the resync
+    a Python call each). ``flush`` returns once nothing is in flight, refused records
+    included, so a chunk counts as confirmed only when none was refused meanwhile."""
+
+    def __init__(self) -> None:
+        self.refused: list[tuple[str, str]] = []  # (topic, the broker's reason)
+
+    def __call__(self, error: KafkaError | None, message: Any) -> None:
+        if error is not None:
+            self.refused.append((message.topic(), error.str()))
+
+    def check(self, what: str) -> None:
+        """Raise, naming the first refusal, when any record was refused since the last
+        check: the job then fails before its progress moves, and runs again from there."""
+        if not self.refused:
+            return
+        refused, self.refused = self.refused, []
+        topic, reason = refused[0]
+        raise RuntimeError(
+            f"{what}: the broker refused {len(refused)} record(s), the first for {topic}: "
+            f"{reason}. The job runs again from its last confirmed chunk until the broker "
+            f"takes them: check that topic's max.message.bytes and the router's ACLs")
+
+
 class ResyncRun:
-    """Runs one job with its own consumer; ``producer`` and ``store`` are the runner's."""
+    """Runs one job with its own consumer; ``producer``, ``refusals`` (the producer's
+    failed deliveries) and ``store`` are the runner's."""
 
     def __init__(self, job: ResyncJob, bus: Bus, connection: Connection, names: TopicNames,
                  secrets: TokenSecrets, producer: Producer, store: JobStore, pacing: Pacing,
-                 stopping: Callable[[], bool] = lambda: False) -> None:
+                 stopping: Callable[[], bool] = lambda: False, *, refusals: Refusals) -> None:
         self.job, self.names, self.producer, self.store = job, names, producer, store
+        self.refusals = refusals
         self.pacing, self.stopping = pacing, stopping
         self.raw = names.raw(job.resource)
         self.share = names.share(job.subscriber, job.resource)
@@ -299,6 +327,7 @@ class ResyncRun:
     def _flush(self) -> None:
         if self.producer.flush(60) > 0:
             raise RuntimeError(f"resync {self.job.id}: the broker did not confirm within 60 s")
+        self.refusals.check(f"resync {self.job.id}")
 
     def _read(self, partition: int, start: int, end: int) -> Iterator[list[Any]]:
         """Messages of one raw partition from ``start`` up to ``end``, in chunks."""

@@ -39,7 +39,7 @@ from syncbus.connection import Connection
 from syncbus.core.entitlement import EntitlementChange, entitlement_changes, expiries_between
 from syncbus.core.model import Bus, Subscriber
 from syncbus.core.policy import UnroutableEvent, grant_from_dict, grant_to_dict
-from syncbus.router.resync import Pacing, ResyncRun
+from syncbus.router.resync import Pacing, Refusals, ResyncRun
 from syncbus.router.resync_jobs import DONE, JOB, Cause, JobStore, ResyncJob, job_id
 from syncbus.router.secrets import MissingSecret, TokenSecrets
 
@@ -76,8 +76,10 @@ class ResyncRunner:
     ) -> None:
         self.connection, self.names, self.secrets = connection, names, secrets
         self.bus_of, self.owns, self.pacing = bus_of, owns, pacing or Pacing()
+        self.refusals = Refusals()  # what the broker refused, checked at each chunk's flush
         self.producer = Producer(connection.confluent(**{
-            "enable.idempotence": True, "acks": "all", "linger.ms": 5}))
+            "enable.idempotence": True, "acks": "all", "linger.ms": 5,
+            "delivery.report.only.error": True, "on_delivery": self.refusals}))
         self.store = JobStore(connection, names.resync, self.producer)  # read in ``tick``
         self.expiry_since: datetime | None = None  # from the stored clock, once read
         self._clock_written = 0.0
@@ -191,7 +193,8 @@ class ResyncRunner:
     def _run(self, job: ResyncJob) -> None:
         try:
             ResyncRun(job, self.bus_of(), self.connection, self.names, self.secrets,
-                      self.producer, self.store, self.pacing, self._stopping.is_set).run()
+                      self.producer, self.store, self.pacing, self._stopping.is_set,
+                      refusals=self.refusals).run()
         except (MissingSecret, UnroutableEvent) as exc:  # will not get better by retrying
             log.error("resync %s cannot run: %s", job.id, exc)
             self.store.write(DONE + job.id, json.dumps({

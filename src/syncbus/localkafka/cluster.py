@@ -209,14 +209,19 @@ def _wait_for_members(info: ClusterInfo, timeout: float) -> None:
     admin = AdminClient(dict[str, str | int | float | bool](info.admin_client_config()))
     want = len(info.running)
     deadline = time.monotonic() + timeout
+    seen = "no answer yet"  # what the cluster said last, for the error
     while time.monotonic() < deadline:
         try:
-            if len(admin.list_topics(timeout=5).brokers) >= want:
+            brokers = len(admin.list_topics(timeout=5).brokers)
+        except Exception as exc:  # not answering yet: asked again until the deadline
+            seen = f"{type(exc).__name__}: {exc}"
+        else:
+            if brokers >= want:
                 return
-        except Exception:  # not answering yet
-            pass
+            seen = f"{brokers} listed"
         time.sleep(0.3)
-    raise BrokerError(f"the cluster in {info.dir} did not list {want} brokers in {timeout:.0f} s")
+    raise BrokerError(f"the cluster in {info.dir} did not list {want} brokers in "
+                      f"{timeout:.0f} s (last: {seen}); see each node's log in {info.dir}")
 
 
 def start_node(dir: Path, n: int, timeout: float = READY_TIMEOUT_S) -> BrokerInfo:

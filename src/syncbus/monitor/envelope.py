@@ -24,6 +24,9 @@ class EnvelopeClock:
         self._codec = Codec()
         self._schemas = SchemaResolver(connection, self._codec, names.schemas)
 
+    def close(self) -> None:
+        self._schemas.close()
+
     def latency(self, value: bytes | None, written_s: float) -> float | None:
         if not value:
             return None

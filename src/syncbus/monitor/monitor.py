@@ -63,6 +63,7 @@ class Monitor:
     def close(self) -> None:
         self._policy_consumer.close()
         self.reader.close()
+        self._clock.close()
 
     def cycle(self) -> None:
         """Read the cluster once and update every figure."""

@@ -44,6 +44,7 @@ from syncbus.subscriber.dlq import DeadLetters, HandlerFailed, RetryPolicy
 from syncbus.subscriber.event import Event
 from syncbus.subscriber.gaps import Gap, GapChecker, ResyncInfo, advance
 from syncbus.subscriber.metrics import SubscriberMetrics
+from syncbus.subscriber.polling import take_ready
 from syncbus.subscriber.schemas import SchemaResolver, reader_event_schema
 from syncbus.subscriber.store import SqlStore
 
@@ -114,10 +115,11 @@ class Subscriber:
             for r, s in (reader_schemas or {}).items()
         }
         self.gaps = GapChecker(None if start != "committed" else self.store.sequences())
+        self._schemas = SchemaResolver(self.connection, self.codec, names.schemas)
         self._prepare = BatchPreparer(
             subscriber_id,
             self.codec,
-            SchemaResolver(self.connection, self.codec, names.schemas),
+            self._schemas,
             self.topics,
             reader_fps,
             self.store,
@@ -191,6 +193,7 @@ class Subscriber:
             self._commit_handled(self._consumer, None)
             self._consumer.close()
             self._consumer = None
+        self._schemas.close()
         self.dead_letters.flush()
         if self._owns_store:
             self.store.close()
@@ -232,7 +235,8 @@ class Subscriber:
         self._stopping = False
         self._idle_since = time.monotonic()
         while not self._stopping:
-            messages = [m for m in _take(consumer, self.batch_size, self.poll_timeout) if _ok(m)]
+            taken = take_ready(consumer, self.batch_size, self.poll_timeout)
+            messages = [m for m in taken if _ok(m)]
             if not messages:
                 limit = idle_timeout
                 if limit is not None and not self._assigned:
@@ -375,6 +379,7 @@ class Subscriber:
                 }
             )
             self._consumer = Consumer(config)
+            self._schemas.open()  # connected by the first event (``SchemaResolver``)
             self._consumer.subscribe(
                 list(self.topics),
                 on_assign=self._on_assign,
@@ -422,19 +427,6 @@ class Subscriber:
             consumer.commit(offsets=offsets, asynchronous=False)
         for tp in offsets:
             self._handled_through.pop((tp.topic, tp.partition), None)
-
-
-def _take(consumer: Consumer, most: int, timeout: float) -> list[Any]:
-    """What the consumer holds now, up to ``most``; when it holds nothing, the first
-    message to come within ``timeout`` and what arrived with it. ``consume(most,
-    timeout)`` alone waits for ``most`` messages or the whole timeout, which at a
-    moderate rate held each event up to half a second for a batch to fill."""
-    messages = consumer.consume(most, 0)
-    if not messages:
-        messages = consumer.consume(1, timeout)
-        if messages and most > 1:
-            messages += consumer.consume(most - 1, 0)
-    return messages
 
 
 def _mark(done: dict[tuple[str, int], int], item: Item) -> None:

@@ -9,11 +9,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from confluent_kafka import Consumer
+from confluent_kafka import Consumer, TopicPartition
 from prometheus_client import CollectorRegistry
 
 from syncbus.core.fake import make_records
 from syncbus.subscriber import Event, Gap, HandlerFailed, RetryPolicy, Subscriber, dlq_topic
+from syncbus.subscriber.subscriber import COMMIT_EVERY_S
 from tests.subscriber_helpers import ShareProducer, repository, view_domain
 
 FAST_RETRY = RetryPolicy(attempts=2, initial_backoff_s=0.01, max_backoff_s=0.01)
@@ -56,6 +57,31 @@ def test_handler_gets_decoded_events_with_metadata(kafka: Any, sub_id: str, tmp_
     assert sample(registry, "syncbus_subscriber_events_total", **labels) == 20
     assert sample(registry, "syncbus_subscriber_end_to_end_seconds_count", **labels) == 20
     assert sample(registry, "syncbus_subscriber_hop_seconds_count", **labels, hop="received") == 20
+
+
+def test_offsets_are_committed_at_most_every_second_and_once_caught_up(
+    kafka: Any, sub_id: str, tmp_path: Path
+) -> None:
+    """A commit per batch was hundreds of requests a second to the group coordinator;
+    now a busy subscriber commits at most every ``COMMIT_EVERY_S``, and what it
+    handled is committed as soon as it has nothing more to read (lag reads 0)."""
+    share = ShareProducer(kafka.bootstrap, sub_id)
+    share.send(residents(300, seed=7))
+    commits: list[Any] = []
+    config = {"on_commit": lambda error, _partitions: commits.append(error)}
+    started = time.monotonic()
+    with subscriber(kafka, sub_id, tmp_path / "s.db", batch_size=5,
+                    consumer_config=config) as sub:
+        assert sub.run(lambda _e: None, idle_timeout=2) == 300  # 60 batches
+        elapsed = time.monotonic() - started
+        group = Consumer({"bootstrap.servers": kafka.bootstrap, "group.id": sub_id})
+        try:  # read before close, which commits synchronously anyway
+            committed = group.committed([TopicPartition(share.topic, 0)], timeout=10)
+        finally:
+            group.close()
+    assert committed[0].offset == 300
+    assert commits and all(error is None for error in commits)
+    assert len(commits) <= elapsed / COMMIT_EVERY_S + 2, (len(commits), elapsed)
 
 
 def test_duplicates_are_skipped_within_and_across_runs(

@@ -4,11 +4,13 @@ The loop per batch: consume from ``share.<subscriber>.<resource>`` -> decode, ga
 check, dedupe (``BatchPreparer``) -> handler with retries -> record each handled id in
 the dedupe store -> flush dead letters -> commit the store -> commit Kafka offsets.
 Offsets therefore never pass an event that was not handled or dead-lettered, and a
-redelivered event whose id was recorded is skipped. A handler that takes the store
-(``transactional=True``) writes through the store's connection inside the same
-transaction as its id, which makes its effect exactly-once across ``kill -9``; a plain
-handler's id is committed right after it returns, so only a crash in between those
-two steps repeats it.
+redelivered event whose id was recorded is skipped. Offsets are committed
+asynchronously, at most every ``COMMIT_EVERY_S`` and whenever the share topics have
+nothing more or the loop is left; on a revoke or a close, synchronously. A handler
+that takes the store (``transactional=True``) writes through the store's connection
+inside the same transaction as its id, which makes its effect exactly-once across
+``kill -9``; a plain handler's id is committed right after it returns, so only a
+crash in between those two steps repeats it.
 
 Versions and resyncs (issue #17, ``batch`` and ``gaps`` hold the rules): a delivery
 older than the version held for its key is not handed on (``Event.version``,
@@ -53,6 +55,12 @@ TransactionalHandler = Callable[[Event, SqlStore], Any]
 ResyncCallback = Callable[[ResyncInfo], Any]
 Start = Literal["committed", "beginning"] | dt.datetime
 JOIN_GRACE_S = 60.0
+# How often a busy subscriber commits its offsets. A commit per batch sent about 300
+# OffsetCommit requests a second at 2,000 events/s (batches of 6 events), each a write
+# to ``__consumer_offsets`` by the group coordinator that also answers the group's
+# heartbeats. A commit held back only repeats, after a crash, events the store
+# already recorded as handled (skipped).
+COMMIT_EVERY_S = 1.0
 _IGNORED_ERRORS = (KafkaError._PARTITION_EOF, KafkaError.UNKNOWN_TOPIC_OR_PART)
 
 
@@ -137,6 +145,8 @@ class Subscriber:
         self._stopping = False
         self._assigned = False  # holds partitions now (idle time counts only then)
         self._handled_through: dict[tuple[str, int], int] = {}  # committed asynchronously
+        self._to_commit: dict[tuple[str, int], int] = {}  # handled, no commit sent yet
+        self._committed_at = 0.0  # monotonic time of the last commit sent
         self._idle_since = time.monotonic()
         self.on_resync_begin, self.on_resync_end = on_resync_begin, on_resync_end
         self._partition_counts: dict[str, int] = {}
@@ -224,6 +234,7 @@ class Subscriber:
             finally:
                 self._finish(items, done)
             if enough():
+                self._commit_offsets(now=True)
                 return
 
     def _batches(self, idle_timeout: float | None) -> Iterator[list[Item]]:
@@ -238,6 +249,7 @@ class Subscriber:
             taken = take_ready(consumer, self.batch_size, self.poll_timeout)
             messages = [m for m in taken if _ok(m)]
             if not messages:
+                self._commit_offsets(now=True)  # caught up: the group's lag reads 0
                 limit = idle_timeout
                 if limit is not None and not self._assigned:
                     limit += JOIN_GRACE_S
@@ -347,14 +359,9 @@ class Subscriber:
         self.store.commit()
         assert self._consumer is not None
         if done:
-            # asynchronous: a synchronous commit held the next batch one round trip
-            # per batch. A commit lost in a crash only repeats events the store has
-            # already recorded as handled (skipped); a rebalance or a close commits
-            # what is still unconfirmed synchronously (``_commit_handled``), so
-            # another member of the group, with another store, does not repeat them.
             self._handled_through.update(done)
-            offsets = [TopicPartition(t, p, o) for (t, p), o in done.items()]
-            self._consumer.commit(offsets=offsets, asynchronous=True)
+            self._to_commit.update(done)
+            self._commit_offsets()
         rewind: dict[tuple[str, int], int] = {}
         for item in items:
             key = (item.message.topic() or "", item.message.partition() or 0)
@@ -363,6 +370,22 @@ class Subscriber:
                 rewind[key] = offset
         for (topic, partition), offset in rewind.items():
             self._consumer.seek(TopicPartition(topic, partition, offset))
+
+    def _commit_offsets(self, now: bool = False) -> None:
+        """Send the handled offsets not yet committed, asynchronously: a synchronous
+        commit held the next batch one round trip per batch. Unless ``now``, at most
+        every ``COMMIT_EVERY_S``. A commit lost in a crash only repeats events the
+        store has already recorded as handled (skipped); a rebalance or a close
+        commits what is still unconfirmed synchronously (``_commit_handled``), so
+        another member of the group, with another store, does not repeat them."""
+        if not self._to_commit or self._consumer is None:
+            return
+        if not now and time.monotonic() - self._committed_at < COMMIT_EVERY_S:
+            return
+        offsets = [TopicPartition(t, p, o) for (t, p), o in self._to_commit.items()]
+        self._to_commit.clear()
+        self._committed_at = time.monotonic()
+        self._consumer.commit(offsets=offsets, asynchronous=True)
 
     def _open(self) -> Consumer:
         if self._consumer is None:
@@ -427,6 +450,7 @@ class Subscriber:
             consumer.commit(offsets=offsets, asynchronous=False)
         for tp in offsets:
             self._handled_through.pop((tp.topic, tp.partition), None)
+            self._to_commit.pop((tp.topic, tp.partition), None)
 
 
 def _mark(done: dict[tuple[str, int], int], item: Item) -> None:

@@ -85,7 +85,7 @@ class SchemaResolver:
 
     def load(self) -> int:
         """Read the schemas topic from its beginning to its current end and keep every
-        schema not registered yet (parsed when asked for); returns how many were read."""
+        schema not registered yet (parsed when asked for); returns how many it kept."""
         self.scans += 1
         self.open()
         assert self._consumer is not None
@@ -119,14 +119,21 @@ class SchemaResolver:
                 if partition not in ends:
                     continue
                 key, value = message.key() or b"", message.value()
-                if value:
+                if not value:  # a tombstone: the schema is gone
+                    self._kept.pop(key, None)
+                elif not self._registered(key):
                     self._kept[key] = value
                     read += 1
-                else:  # a tombstone: the schema is gone
-                    self._kept.pop(key, None)
                 if offset + 1 >= ends[partition]:
                     del ends[partition]
         return read
+
+    def _registered(self, key: bytes) -> bool:
+        """True when ``key`` is the fingerprint (in hex) of a schema the codec knows."""
+        try:
+            return self.codec.known(bytes.fromhex(key.decode("ascii")))
+        except ValueError:  # not a fingerprint in hex (UnicodeDecodeError is one too)
+            return False
 
     def _register_kept(self, missing: set[bytes]) -> bool:
         """Register the kept schemas of ``missing``, by key, else every kept schema;

@@ -85,20 +85,23 @@ class SchemaResolver:
 
     def load(self) -> int:
         """Read the schemas topic from its beginning to its current end and keep every
-        schema not registered yet (parsed when asked for); returns how many it kept."""
+        schema of it not registered yet (parsed when asked for), instead of what the
+        last read kept; returns how many that is."""
         self.scans += 1
         self.open()
         assert self._consumer is not None
+        self._kept.clear()  # all of it that is still in the topic is read again
         try:
-            return self._read_all(self._consumer)
+            self._read_all(self._consumer)
         finally:
             self._consumer.unassign()
+        return len(self._kept)
 
-    def _read_all(self, consumer: Consumer) -> int:
+    def _read_all(self, consumer: Consumer) -> None:
         metadata = consumer.list_topics(self.topic, timeout=10)
         topic = metadata.topics.get(self.topic)
         if topic is None or topic.error is not None or not topic.partitions:
-            return 0
+            return
         ends: dict[int, int] = {}
         for partition in topic.partitions:
             low, high = consumer.get_watermark_offsets(
@@ -107,9 +110,8 @@ class SchemaResolver:
             if high > low:
                 ends[partition] = high
         if not ends:
-            return 0
+            return
         consumer.assign([TopicPartition(self.topic, p, OFFSET_BEGINNING) for p in ends])
-        read = 0
         deadline = time.monotonic() + READ_TIMEOUT_S
         while ends and time.monotonic() < deadline:
             for message in take_ready(consumer, 500, timeout=0.05):
@@ -123,10 +125,8 @@ class SchemaResolver:
                     self._kept.pop(key, None)
                 elif not self._registered(key):
                     self._kept[key] = value
-                    read += 1
                 if offset + 1 >= ends[partition]:
                     del ends[partition]
-        return read
 
     def _registered(self, key: bytes) -> bool:
         """True when ``key`` is the fingerprint (in hex) of a schema the codec knows."""

@@ -173,10 +173,16 @@ def _publish_logins(dir: Path, tls: bool) -> None:
     keeps them (``<dir>/admin.password``, ``<dir>/tls/ca.pem``): what a user is told to
     log in with does not depend on the node count."""
     first = node_dir(dir, 1)
-    write_private(security.admin_password_file(dir), security.admin_password(first) + "\n")
+    _same_admin(first, dir)
     if tls:
         security.ca_file(dir).parent.mkdir(mode=0o700, exist_ok=True)
         shutil.copyfile(security.ca_file(first), security.ca_file(dir))
+
+
+def _same_admin(first: Path, target: Path) -> None:
+    """One admin for the whole cluster: ``target`` (a node's or the cluster's directory)
+    holds the password node 1 generated."""
+    write_private(security.admin_password_file(target), security.admin_password(first) + "\n")
 
 
 def _prepare_node(dir: Path, n: int, port: int, controller_port: int, voters: str,
@@ -185,9 +191,8 @@ def _prepare_node(dir: Path, n: int, port: int, controller_port: int, voters: st
     paths = broker._paths(node)
     for key in ("data", "logs"):
         paths[key].mkdir(parents=True, exist_ok=True)
-    if secure_mode and n > 1:  # one admin for the whole cluster
-        write_private(security.admin_password_file(node),
-                             security.admin_password(node_dir(dir, 1)) + "\n")
+    if secure_mode and n > 1:
+        _same_admin(node_dir(dir, 1), node)
     if tls and n > 1:  # one CA, so a client that trusts it reaches every node
         shutil.copytree(security.ca_file(node_dir(dir, 1)).parent,
                         security.ca_file(node).parent, dirs_exist_ok=True)

@@ -64,13 +64,19 @@ def _sqlite_syncs(spool: Spool, write: Callable[[], object]) -> int:
 
 
 def test_the_spool_is_durable_by_default(tmp_path: Path, fsynced: list[str]) -> None:
+    from syncbus.publisher.spool import INLINE_BYTES
+
     spool = Spool(tmp_path / "s.db")
     try:
         fsynced.clear()
         sqlite_syncs = _sqlite_syncs(spool, lambda: spool.append(
             "a.b", [(b"k", b"v", "m")], last_seq=1, now=1.0))
-        assert any(path.endswith(".seg") for path in fsynced), fsynced
         assert sqlite_syncs == FULL, "the append's commit is fsynced by SQLite"
+        assert fsynced == [], "a small batch is in its row: the WAL's fsync is the only one"
+        big = [(b"k", os.urandom(INLINE_BYTES), "m")]
+        sqlite_syncs = _sqlite_syncs(spool, lambda: spool.append("a.b", big, 2, now=1.0))
+        assert any(path.endswith(".seg") for path in fsynced), fsynced
+        assert sqlite_syncs == FULL, "and the big batch's row after its segment blob"
     finally:
         spool.close()
 
@@ -82,10 +88,8 @@ def test_the_publisher_spools_durably_by_default(
     publisher = Publisher("js-scjgj", bus, "127.0.0.1:9", spool_path=tmp_path / "p.db",
                           registry=CollectorRegistry())
     try:
-        fsynced.clear()
         sqlite_syncs = _sqlite_syncs(publisher.spool, lambda: publisher.publish(
             "licence.business", "CREATE", after=record))
-        assert any(path.endswith(".seg") for path in fsynced), fsynced
         assert sqlite_syncs == FULL
     finally:
         publisher.close(timeout=0.1)

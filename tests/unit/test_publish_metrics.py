@@ -34,11 +34,14 @@ def test_observe_many_matches_observing_each_event() -> None:
 
 
 def test_events_lost_to_an_unclean_shutdown_are_counted_by_resource(
-    tmp_path: Path, bus: Bus
+    tmp_path: Path, bus: Bus, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A publisher opened on a spool whose last blob never reached the disk says so."""
     from syncbus.publisher import Publisher
+    from syncbus.publisher import spool as spool_module
     from syncbus.publisher.spool import Spool
+
+    monkeypatch.setattr(spool_module, "INLINE_BYTES", 0)  # the blob in a segment file
 
     path = tmp_path / "s.db"
     spool = Spool(path, department="js-scjgj")

@@ -186,8 +186,47 @@ def _segment_files(tmp_path: Path) -> list[str]:
     return sorted(p.name for p in (tmp_path / "s.db.segments").glob("*.seg"))
 
 
-def test_blobs_live_in_segment_files_that_go_when_their_events_are_acked(
+def _segment_bytes(tmp_path: Path) -> int:
+    return sum(p.stat().st_size for p in (tmp_path / "s.db.segments").glob("*.seg"))
+
+
+@pytest.fixture
+def in_segments(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every blob, however small, goes to a segment file (as a big batch's does)."""
+    from syncbus.publisher import spool
+
+    monkeypatch.setattr(spool, "INLINE_BYTES", 0)
+
+
+def test_a_small_batch_stays_in_its_row_and_a_big_one_goes_to_a_segment(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from syncbus.publisher import spool as spool_module
+
+    monkeypatch.setattr(spool_module, "INLINE_BYTES", 1000)
+    spool = Spool(tmp_path / "s.db")
+    spool.append("a.b", rows(3), last_seq=3, now=1.0)
+    assert _segment_bytes(tmp_path) == 0, "a few events are kept in their row"
+    big = [(b"k%d" % i, bytes([i]) * 200, "m") for i in range(3, 13)]  # over 1000 pickled
+    spool.append("a.b", big, last_seq=13, now=1.0)
+    spool.append("c.d", rows(2, 13), last_seq=2, now=1.0)
+    assert _segment_bytes(tmp_path) > 2000, "the big batch's blob is in a segment file"
+    spool.close()
+
+    again = Spool(tmp_path / "s.db")
+    keys = [r.key for r in again.pending(0, 100)]
+    assert keys == [b"k0", b"k1", b"k2", *(k for k, _, _ in big), b"k13", b"k14"]
+    assert again.pending(3, 1)[0].value == bytes([3]) * 200
+    (held,) = [name for name in _segment_files(tmp_path)
+               if (tmp_path / "s.db.segments" / name).stat().st_size]
+    assert again.remove(range(4, 14)) == 10
+    assert held not in _segment_files(tmp_path), "its segment went with the big batch"
+    assert [r.id for r in again.pending(0, 100)] == [1, 2, 3, 14, 15]
+    again.close()
+
+
+def test_blobs_live_in_segment_files_that_go_when_their_events_are_acked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, in_segments: None
 ) -> None:
     from syncbus.publisher import segments
 
@@ -205,7 +244,7 @@ def test_blobs_live_in_segment_files_that_go_when_their_events_are_acked(
     assert _segment_files(tmp_path) == [], "nothing left to send, no file left"
 
 
-def test_a_blob_no_row_points_to_is_removed_at_open(tmp_path: Path) -> None:
+def test_a_blob_no_row_points_to_is_removed_at_open(tmp_path: Path, in_segments: None) -> None:
     """A crash between writing a blob and committing its row leaves bytes nobody needs."""
     spool = Spool(tmp_path / "s.db")
     spool.append("a.b", rows(3), last_seq=3, now=1.0)
@@ -219,7 +258,7 @@ def test_a_blob_no_row_points_to_is_removed_at_open(tmp_path: Path) -> None:
 
 
 def test_a_blob_lost_in_a_power_cut_drops_its_batch_loudly_and_nothing_else(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, in_segments: None
 ) -> None:
     spool = Spool(tmp_path / "s.db")
     spool.append("a.b", rows(3), last_seq=3, now=1.0)
@@ -264,7 +303,9 @@ def test_a_spool_of_the_blob_in_sqlite_format_is_read_and_acked(tmp_path: Path) 
     spool.close()
 
 
-def test_a_full_sync_spool_writes_and_reads_back_the_same(tmp_path: Path) -> None:
+def test_a_full_sync_spool_writes_and_reads_back_the_same(
+    tmp_path: Path, in_segments: None
+) -> None:
     """``sync="full"`` fsyncs each blob (and each new segment's name) before its row."""
     spool = Spool(tmp_path / "s.db", sync="full")
     spool.append("a.b", rows(3), last_seq=3, now=1.0)

@@ -1,6 +1,7 @@
-"""Append-only files that hold the spool's event blobs, next to its SQLite file.
+"""Append-only files that hold the spool's big event blobs, next to its SQLite file.
 
-A spooled batch is a few megabytes of events that usually live for a fraction of
+Only a blob over ``spool.INLINE_BYTES`` comes here; a smaller one stays in its row.
+A big spooled batch is a few megabytes of events that usually live for a fraction of
 a second, until the broker acknowledges them. Kept inside SQLite, each blob went
 through the WAL, was copied into the database file by a checkpoint and fsynced
 there (6-18 ms in whichever commit crossed the threshold, every few batches, and a

@@ -193,3 +193,30 @@ def test_event_ids_are_numbered_alike_in_c_and_python() -> None:
         assert _rows.numbered(prefix, n) == changes._numbered(prefix, n)
     with pytest.raises(ValueError, match="ASCII"):
         _rows.numbered("é", 1)
+
+
+def test_a_decimal_its_type_cannot_hold_is_refused_in_c_and_python(bus: Bus) -> None:
+    """The C loop's encoder takes what fastavro takes (``1E+17`` for a decimal(18, 2)),
+    so it must decline what validation refuses and leave the change to it."""
+    from decimal import Decimal
+
+    company = make_record("legal.company", seed=5)
+    fast = ResourceWriter(bus, "js-scjgj", "legal.company")
+    slow = ResourceWriter(bus, "js-scjgj", "legal.company", native=False)
+    assert fast.native and not slow.native
+    wrong = ["1E+17", "12345678901234567", "1.234", "NaN", "-Infinity"]
+    fits = ["9999999999999999.99", "-9999999999999999.99", "0.00", "12.3", "1E+15"]
+    batch = [Change("CREATE", after={**company, "registered_capital": Decimal(v)})
+             for v in [*wrong, *fits]]
+    ids = new_event_ids(len(batch))
+    for writer in (fast, slow):
+        errors: list[ChangeRejected] = []
+        rows, accepted = writer.prepare(batch, 1, ids, 1_800_000_000_000_000, errors.append)
+        assert [e.index for e in errors] == list(range(len(wrong)))
+        assert accepted == ids[:len(fits)] and len(rows) == len(fits)  # ids as accepted
+        reasons = [e.errors[0].reason for e in errors]
+        assert all(e.errors[0].path == "after.registered_capital" for e in errors)
+        assert reasons[:2] == ["decimal has more than 16 digits before the point; the "
+                               "schema's type is decimal(18, 2)"] * 2
+        assert reasons[2].startswith("decimal has more than 2 digits after the point")
+        assert reasons[3:] == ["decimal must be a finite number, not NaN or an infinity"] * 2

@@ -108,3 +108,22 @@ def test_from_json_errors_name_the_field(bus: Bus) -> None:
     paths = {e.path: e.reason for e in info.value.errors}
     assert paths["after.hobby"] == "unknown field"
     assert paths["after.birth_date"] == "expected a date YYYY-MM-DD, got '1990/01/02'"
+
+
+def test_a_decimal_is_checked_against_its_precision_and_scale(bus: Bus) -> None:
+    """Nullable or not, the fast check and the field-by-field one agree on decimals."""
+    for name, field in (("legal.company", "registered_capital"), ("credit.penalty", "amount")):
+        validator = compile_validator(bus.schemas.latest(name))
+        record = make_record(name, seed=8)
+        assert validator.has_fast_path
+        for value in ("9999999999999999.99", "-0.01", "0", "0E+20", "7E+15", "12.30"):
+            fine = {**record, field: Decimal(value)}
+            assert validator.valid(fine) and validator.errors(fine) == [], value
+        for value, reason in (("1E+16", "more than 16 digits before the point"),
+                              ("0.001", "more than 2 digits after the point"),
+                              ("0E-3", "more than 2 digits after the point"),
+                              ("sNaN", "finite"), ("Infinity", "finite")):
+            bad = {**record, field: Decimal(value)}
+            assert not validator.valid(bad), value
+            (error,) = validator.errors(bad)
+            assert error.path == field and reason in error.reason, (value, error)

@@ -8,6 +8,8 @@ not speed-critical, kept where mypy and the purity test see them.
   schema is fastavro's only.
 - ``TypeNames``: how a schema's named types resolve (namespaces, short names).
 - ``logical_of`` / ``PRIMITIVES``: reading a type declaration.
+- ``decimal_problem``: what a ``decimal(precision, scale)`` cannot hold (validation
+  names it; ``decimal_bytes`` declines it).
 - ``decimal_bytes``: fastavro's ``prepare_bytes_decimal``, step for step.
 """
 
@@ -70,11 +72,37 @@ class TypeNames:
         return full, inner
 
 
+def decimal_problem(value: decimal.Decimal, precision: int, scale: int) -> str | None:
+    """Why ``value`` cannot be a ``decimal(precision, scale)``, or None when it can.
+
+    Avro writes the unscaled integer at exactly ``scale``: a value with more places
+    would have to be rounded (fastavro refuses it), NaN and infinities have no
+    integer, and a value with more than ``precision - scale`` digits before the point
+    does not fit the type (fastavro counts only the digits written out, so it takes
+    ``1E+17`` for a ``decimal(18, 2)``, and a city's ``NUMERIC(18, 2)`` refuses it).
+    The value is not in the reason: a reason may end up in a dead letter."""
+    if not value.is_finite():
+        return "decimal must be a finite number, not NaN or an infinity"
+    exponent = value.as_tuple().exponent
+    assert isinstance(exponent, int)  # finite
+    if exponent < -scale:
+        return (f"decimal has more than {scale} digits after the point; round it to the "
+                f"schema's decimal({precision}, {scale})")
+    if not value.is_zero() and value.adjusted() >= precision - scale:
+        return (f"decimal has more than {precision - scale} digits before the point; the "
+                f"schema's type is decimal({precision}, {scale})")
+    return None
+
+
 def decimal_bytes(v: decimal.Decimal, precision: int, scale: int) -> bytes:
-    """fastavro's ``prepare_bytes_decimal``, step for step, so the bytes are its bytes."""
-    sign, digits, exp = v.as_tuple()
-    if not isinstance(exp, int) or len(digits) > precision or exp + scale < 0:
+    """fastavro's ``prepare_bytes_decimal``, step for step, so the bytes are its bytes,
+    for a value that fits the type. Any other is declined, also one fastavro would
+    write (more digits than ``precision`` once scaled): the checked encoder then
+    leaves its record to validation, which names the field."""
+    if decimal_problem(v, precision, scale) is not None:
         raise Fallback("decimal outside precision/scale")
+    sign, digits, exp = v.as_tuple()
+    assert isinstance(exp, int)  # finite
     unscaled = 0
     for digit in digits:
         unscaled = unscaled * 10 + digit

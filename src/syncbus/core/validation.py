@@ -3,7 +3,8 @@
 The publisher SDK refuses a bad record before sending and the router
 dead-letters one that slipped through, so the check is compiled once per schema
 into a tree of small checkers. Checks: required (non-nullable) fields present
-and not null, Avro type of every value, unknown fields, and the ``format`` of a
+and not null, Avro type of every value (a decimal within its precision and scale,
+``avro_support.decimal_problem``), unknown fields, and the ``format`` of a
 field: ``citizen_id`` (GB 11643, the rule in ``syncbus.core.citizen_ids``), ``uscc``
 (GB 32100, ``stdnum.cn.uscc``), ``region_code`` (GB/T 2260).
 
@@ -29,7 +30,7 @@ import datetime as dt
 import json
 from collections.abc import Callable, Mapping
 from decimal import Decimal
-from functools import lru_cache
+from functools import lru_cache, partial
 from types import ModuleType
 from typing import Any
 
@@ -37,6 +38,7 @@ from stdnum.cn import uscc
 from stdnum.exceptions import InvalidChecksum, InvalidLength
 from stdnum.exceptions import ValidationError as StdnumError
 
+from syncbus.core.avro_support import decimal_problem
 from syncbus.core.citizen_ids import (
     birth_place_ok,
     citizen_id_problem,
@@ -161,8 +163,6 @@ def _primitive(type_: str, logical: str | None) -> Check:
             ok = isinstance(value, dt.datetime) or (
                 isinstance(value, int) and not isinstance(value, bool)
             )
-        elif logical == "decimal":
-            ok = isinstance(value, Decimal)
         elif type_ in _INT_RANGE:
             bound = _INT_RANGE[type_]
             ok = isinstance(value, int) and not isinstance(value, bool) and -bound <= value < bound
@@ -204,7 +204,21 @@ def _compile(type_: Any, names: dict[str, Check]) -> Check:
         return enum
     if kind in ("array", "map", "fixed"):
         raise ValueError(f"{kind} fields are not used in syncbus domain schemas")
+    if type_.get("logicalType") == "decimal":
+        return _decimal(type_["precision"], type_.get("scale", 0))
     return _primitive(kind, type_.get("logicalType"))
+
+
+def _decimal(precision: int, scale: int) -> Check:
+    def check(value: Any, path: str, out: list[FieldError]) -> None:
+        if not isinstance(value, Decimal):
+            out.append(FieldError(path, f"expected decimal, got {type(value).__name__}"))
+            return
+        reason = decimal_problem(value, precision, scale)
+        if reason:
+            out.append(FieldError(path, reason))
+
+    return check
 
 
 def _full(type_: Mapping[str, Any]) -> str:
@@ -282,7 +296,6 @@ _FAST_TYPES = {
     "date": "type({v}) is not _date",
     "timestamp-micros": "type({v}) is not int and type({v}) is not _datetime",
     "timestamp-millis": "type({v}) is not int and type({v}) is not _datetime",
-    "decimal": "type({v}) is not _Decimal",
 }
 
 
@@ -342,6 +355,11 @@ class _FastGen:
             symbols = self.name(frozenset(type_["symbols"]))
             return self.add(ind, f"if {v} not in {symbols}: return False")
         kind = type_ if isinstance(type_, str) else type_.get("logicalType") or type_["type"]
+        if kind == "decimal":
+            fits = self.name(partial(decimal_problem, precision=type_["precision"],
+                                     scale=type_.get("scale", 0)))
+            return self.add(ind, f"if type({v}) is not _Decimal or {fits}({v}) is not None: "
+                                 "return False")
         if kind not in _FAST_TYPES:
             kind = type_ if isinstance(type_, str) else type_["type"]
         if kind not in _FAST_TYPES:

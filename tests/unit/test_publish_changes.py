@@ -220,3 +220,24 @@ def test_a_decimal_its_type_cannot_hold_is_refused_in_c_and_python(bus: Bus) -> 
                                "schema's type is decimal(18, 2)"] * 2
         assert reasons[2].startswith("decimal has more than 2 digits after the point")
         assert reasons[3:] == ["decimal must be a finite number, not NaN or an infinity"] * 2
+
+
+def test_a_double_that_is_not_finite_is_refused_in_c_and_python(bus: Bus) -> None:
+    import math
+
+    parcel = make_record("spatial.parcel", seed=6)
+    owner = bus.resources["spatial.parcel"].owner
+    fast = ResourceWriter(bus, owner, "spatial.parcel")
+    slow = ResourceWriter(bus, owner, "spatial.parcel", native=False)
+    assert fast.native and not slow.native
+    batch = [Change("CREATE", after={**parcel, "area_m2": math.nan}),
+             Change("CREATE", after={**parcel, "location": {"longitude": -math.inf,
+                                                           "latitude": 30.0}}),
+             Change("CREATE", after={**parcel, "area_m2": 1.5})]
+    ids = new_event_ids(len(batch))
+    for writer in (fast, slow):
+        errors: list[ChangeRejected] = []
+        rows, _ = writer.prepare(batch, 1, ids, 1_800_000_000_000_000, errors.append)
+        assert [e.index for e in errors] == [0, 1] and len(rows) == 1
+        assert [e.errors[0].path for e in errors] == ["after.area_m2",
+                                                      "after.location.longitude"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import math
 from decimal import Decimal
 
 import pytest
@@ -127,3 +128,23 @@ def test_a_decimal_is_checked_against_its_precision_and_scale(bus: Bus) -> None:
             assert not validator.valid(bad), value
             (error,) = validator.errors(bad)
             assert error.path == field and reason in error.reason, (value, error)
+
+
+def test_a_double_must_be_finite_at_any_depth(bus: Bus) -> None:
+    """NaN and the infinities are no number a JSON reader or a SQL column takes."""
+    validator = compile_validator(bus.schemas.latest("spatial.parcel"))
+    record = make_record("spatial.parcel", seed=9)
+    assert validator.has_fast_path
+    for fine in ({"area_m2": 0.0}, {"area_m2": -1e308},
+                 {"location": {"longitude": 120.5, "latitude": -0.0}}):
+        changed = {**record, **fine}
+        assert validator.valid(changed) and validator.errors(changed) == [], fine
+    assert validator.errors({**record, "area_m2": 12}) == [], "an int is a double's value"
+    for bad, path in (({"area_m2": math.nan}, "area_m2"), ({"area_m2": -math.inf}, "area_m2"),
+                      ({"area_m2": 10**400}, "area_m2"),
+                      ({"location": {"longitude": math.inf, "latitude": 1.0}},
+                       "location.longitude")):
+        changed = {**record, **bad}
+        assert not validator.valid(changed), bad
+        (error,) = validator.errors(changed)
+        assert error.path == path and "finite" in error.reason, (bad, error)

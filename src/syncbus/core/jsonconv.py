@@ -4,9 +4,10 @@ Input is strict: an unknown field is an error naming it (a typo must not turn
 into a silently missing column), a date is ``YYYY-MM-DD``, a decimal is a string
 or number (strings keep precision), a timestamp is ISO 8601 or int micros. A
 number its Avro type cannot hold is an error naming the field, never an exception
-of the encoder: an ``int``/``long`` or timestamp beyond 32/64 bits, a ``float``/
-``double`` that is NaN, infinite (Python's ``json`` reads ``NaN`` and ``1e400``)
-or beyond a double, a decimal with more digits than its precision.
+of the encoder: an ``int``/``long`` or timestamp beyond 32/64 bits, a decimal with
+more digits than its precision. A ``float``/``double`` that is NaN, infinite
+(Python's ``json`` reads ``NaN`` and ``1e400``) or beyond a double is converted as
+it is, and validation refuses it (``validation._finite``), as it does from the API.
 Output is what ``json.dumps`` takes: dates and datetimes ISO 8601, decimals as
 strings, bytes as base64.
 
@@ -19,8 +20,6 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
-import math
-import sys
 from collections.abc import Mapping
 from decimal import Context, Decimal, InvalidOperation
 from typing import Any
@@ -51,11 +50,6 @@ def _number(kind: str, value: Any) -> None:
         if not -bound <= value < bound:
             raise _Bad(f"{_short(value)} is out of range for {kind} (-2^{_INT_BITS[kind]} .. "
                        f"2^{_INT_BITS[kind]} - 1)")
-    elif kind in ("float", "double"):
-        if isinstance(value, int) and abs(value) > sys.float_info.max:
-            raise _Bad(f"{_short(value)} is out of range for {kind}")
-        if isinstance(value, float) and not math.isfinite(value):
-            raise _Bad(f"expected a finite {kind}, got {value!r}")
 
 
 def _logical(type_: Mapping[str, Any], value: Any) -> Any:

@@ -4,7 +4,7 @@ The publisher SDK refuses a bad record before sending and the router
 dead-letters one that slipped through, so the check is compiled once per schema
 into a tree of small checkers. Checks: required (non-nullable) fields present
 and not null, Avro type of every value (a decimal within its precision and scale,
-``avro_support.decimal_problem``), unknown fields, and the ``format`` of a
+``avro_support.decimal_problem``; a float or double finite), unknown fields, and the ``format`` of a
 field: ``citizen_id`` (GB 11643, the rule in ``syncbus.core.citizen_ids``), ``uscc``
 (GB 32100, ``stdnum.cn.uscc``), ``region_code`` (GB/T 2260).
 
@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import math
 from collections.abc import Callable, Mapping
 from decimal import Decimal
 from functools import lru_cache, partial
@@ -118,15 +119,18 @@ _FAST_FORMATS: dict[str, Callable[[str], bool]] = {
 }
 
 
-def fast_format_check(field: Mapping[str, Any]) -> Callable[[str], bool] | None:
+def fast_format_check(field: Mapping[str, Any]) -> Callable[[Any], bool] | None:
     """The check that vouches for a non-null value of ``field`` in the fast paths (the
     generated ``ok`` and the native checked encoder), or None: a format with a fast
-    check, on a field whose value is a string (``["null", "string"]`` included)."""
+    check, on a field whose value is a string (``["null", "string"]`` included), and
+    ``math.isfinite`` on a float or double field (the rule of ``_finite``)."""
     fast = _FAST_FORMATS.get(field.get("format") or "")
     type_ = field.get("type")
     if isinstance(type_, list):
         branches = [b for b in type_ if b != "null"]
         type_ = branches[0] if len(branches) == 1 else None
+    if type_ in ("float", "double", {"type": "float"}, {"type": "double"}):
+        return math.isfinite
     return fast if type_ in ("string", {"type": "string"}) else None
 
 
@@ -154,6 +158,15 @@ Check = Callable[[Any, str, list[FieldError]], None]
 _INT_RANGE = {"int": 2**31, "long": 2**63}
 
 
+def _finite(value: float) -> bool:
+    """A float or double must be a number a JSON reader and a SQL column take: NaN and
+    the infinities are neither (``from_json`` refuses them as well)."""
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an int beyond a double
+        return False
+
+
 def _primitive(type_: str, logical: str | None) -> Check:
     def check(value: Any, path: str, out: list[FieldError]) -> None:
         ok: bool
@@ -168,6 +181,10 @@ def _primitive(type_: str, logical: str | None) -> Check:
             ok = isinstance(value, int) and not isinstance(value, bool) and -bound <= value < bound
         elif type_ in ("float", "double"):
             ok = isinstance(value, int | float) and not isinstance(value, bool)
+            if ok and not _finite(value):
+                out.append(FieldError(path, "must be a finite number, not NaN, an infinity "
+                                            "or beyond a double"))
+                return
         elif type_ == "string":
             ok = isinstance(value, str)
         elif type_ == "boolean":

@@ -4,9 +4,10 @@ The publisher SDK refuses a bad record before sending and the router
 dead-letters one that slipped through, so the check is compiled once per schema
 into a tree of small checkers. Checks: required (non-nullable) fields present
 and not null, Avro type of every value (a decimal within its precision and scale,
-``avro_support.decimal_problem``; a float or double finite), unknown fields, and the ``format`` of a
-field: ``citizen_id`` (GB 11643, the rule in ``syncbus.core.citizen_ids``), ``uscc``
-(GB 32100, ``stdnum.cn.uscc``), ``region_code`` (GB/T 2260).
+``avro_support.decimal_problem``; a float or double finite, ``_finite``), unknown
+fields, and the ``format`` of a field: ``citizen_id`` (GB 11643, the rule in
+``syncbus.core.citizen_ids``), ``uscc`` (GB 32100, ``stdnum.cn.uscc``), ``region_code``
+(GB/T 2260).
 
 Every event passes through here, and almost every record is valid, so each
 schema also gets one generated function that only answers "certainly valid"
@@ -123,14 +124,14 @@ def fast_format_check(field: Mapping[str, Any]) -> Callable[[Any], bool] | None:
     """The check that vouches for a non-null value of ``field`` in the fast paths (the
     generated ``ok`` and the native checked encoder), or None: a format with a fast
     check, on a field whose value is a string (``["null", "string"]`` included), and
-    ``math.isfinite`` on a float or double field (the rule of ``_finite``)."""
+    ``_finite`` on a float or double field."""
     fast = _FAST_FORMATS.get(field.get("format") or "")
     type_ = field.get("type")
     if isinstance(type_, list):
         branches = [b for b in type_ if b != "null"]
         type_ = branches[0] if len(branches) == 1 else None
     if type_ in ("float", "double", {"type": "float"}, {"type": "double"}):
-        return math.isfinite
+        return _finite
     return fast if type_ in ("string", {"type": "string"}) else None
 
 
@@ -160,7 +161,8 @@ _INT_RANGE = {"int": 2**31, "long": 2**63}
 
 def _finite(value: float) -> bool:
     """A float or double must be a number a JSON reader and a SQL column take: NaN and
-    the infinities are neither (``from_json`` refuses them as well)."""
+    the infinities are neither. JSON input meets the rule here too (``from_json``
+    converts ``NaN`` and ``1e400`` as they are)."""
     try:
         return math.isfinite(value)
     except OverflowError:  # an int beyond a double

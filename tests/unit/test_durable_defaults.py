@@ -81,9 +81,7 @@ def test_the_spool_is_durable_by_default(tmp_path: Path, fsynced: list[str]) -> 
         spool.close()
 
 
-def test_the_publisher_spools_durably_by_default(
-    tmp_path: Path, bus: Bus, fsynced: list[str]
-) -> None:
+def test_the_publisher_spools_durably_by_default(tmp_path: Path, bus: Bus) -> None:
     record = make_records(bus.resources["licence.business"].schema, 1, seed=1)[0]
     publisher = Publisher("js-scjgj", bus, "127.0.0.1:9", spool_path=tmp_path / "p.db",
                           registry=CollectorRegistry())

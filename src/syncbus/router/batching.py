@@ -31,6 +31,7 @@ from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping, 
 from typing import Any, cast
 
 import faust
+from aiokafka import AIOKafkaConsumer
 from aiokafka.structs import TopicPartition as AIOKafkaTP
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP, Message
@@ -142,17 +143,19 @@ class BatchConsumer(faust_aiokafka.Consumer):
         Raw partitions are left as Faust has them (``_fetch`` drops and rewinds)."""
         tps = list(tps)
         super().pause_partitions(tps)
-        self._in_aiokafka("pause", [tp for tp in tps if self._is_changelog_tp(tp)])
+        self._in_aiokafka(AIOKafkaConsumer.pause,
+                          [tp for tp in tps if self._is_changelog_tp(tp)])
 
     def resume_partitions(self, tps: Iterable[TP]) -> None:
         tps = list(tps)
         super().resume_partitions(tps)
-        self._in_aiokafka("resume", [tp for tp in tps if self._is_changelog_tp(tp)])
+        self._in_aiokafka(AIOKafkaConsumer.resume,
+                          [tp for tp in tps if self._is_changelog_tp(tp)])
 
-    def _in_aiokafka(self, what: str, tps: list[TP]) -> None:
-        """Pause or resume ``tps`` in aiokafka, on the consumer thread's loop (its state
-        makes futures of that loop), in the order asked; partitions it no longer has
-        are skipped (a rebalance: the new assignment starts unpaused)."""
+    def _in_aiokafka(self, what: Callable[..., Any], tps: list[TP]) -> None:
+        """``what`` (aiokafka's pause or resume) on ``tps``, on the consumer thread's
+        loop (its state makes futures of that loop), in the order asked; partitions it
+        no longer has are skipped (a rebalance: the new assignment starts unpaused)."""
         thread = cast(BatchConsumerThread, self._thread)
         if not tps or thread is None or thread._consumer is None:
             return
@@ -163,7 +166,7 @@ class BatchConsumer(faust_aiokafka.Consumer):
             assigned = consumer.assignment()
             mine = [tp for tp in partitions if tp in assigned]
             if mine:
-                getattr(consumer, what)(*mine)
+                what(consumer, *mine)
 
         thread.thread_loop.call_soon_threadsafe(apply)
 
